@@ -1,0 +1,9 @@
+"""All-in-focus fusion of focus stacks in the latent space of a tiny VAE (VAEEDOF)."""
+
+__version__ = "0.1.0"
+
+from ._layers import fuse_layer  # noqa: F401  (imports napari only when called)
+from .api import FusionResult, fuse_stack, iter_fuse_stack
+from .engine.stack import StackError
+
+__all__ = ["FusionResult", "StackError", "__version__", "fuse_stack", "iter_fuse_stack"]

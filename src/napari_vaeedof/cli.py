@@ -1,0 +1,109 @@
+"""The `napari-vaeedof` command: fuse stacks, manage weights, train and evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .engine.stack import StackError
+from .models.weights import WeightsError
+
+
+def _fuse(args: argparse.Namespace) -> int:
+    from .api import fuse_stack
+    from .io import StackFile, read_stack, write_tiff
+
+    if args.sample:
+        from ._sample_data import sample_stack
+
+        stack = StackFile(sample_stack(), "ZYXS", 0, 3, source=["synthetic sample (seed 0)"])
+    elif args.inputs:
+        stack = read_stack(args.inputs)
+    else:
+        raise StackError("Give input files or a folder, or --sample for the bundled sample stack.")
+    axis = args.axis if args.axis is not None else stack.axis
+    channel_axis = args.channel_axis if args.channel_axis is not None else stack.channel_axis
+    t0 = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"\rtiles {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+    result = fuse_stack(stack.data, axis=axis, channel_axis=channel_axis,
+                        tile_size=args.tile_size, overlap=args.overlap, device=args.device,
+                        precision=args.precision, error_map=args.error_map is not None,
+                        unet_path=args.unet, progress=report)
+    elapsed = time.perf_counter() - t0
+    meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
+    info = json.dumps(meta)
+    write_tiff(args.output, result.image, pixel_size=stack.pixel_size, unit=stack.unit, info=info)
+    if args.error_map is not None:
+        write_tiff(args.error_map, result.error, pixel_size=stack.pixel_size, unit=stack.unit,
+                   info=info)
+    if not args.quiet:
+        shape = "x".join(map(str, stack.data.shape))
+        print(f"fused {shape} {stack.data.dtype} in {elapsed:.1f} s on {meta['device']} "
+              f"-> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from .models.weights import REGISTRY, cache_dir, fusion_unet_path, weight_path
+
+    for name in REGISTRY:
+        print(f"{name}: {weight_path(name, allow_download=args.download)}")
+    print(f"fusion_unet: {fusion_unet_path()}")
+    print(f"cache: {cache_dir()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="napari-vaeedof", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fuse = sub.add_parser("fuse", help="fuse a focus stack into one all-in-focus TIFF")
+    fuse.add_argument("inputs", nargs="*", help="a multi-page TIFF/OME-TIFF, a folder of "
+                      "planes, or several plane files in focus order")
+    fuse.add_argument("-o", "--output", required=True, type=Path, help="fused image (.tif)")
+    fuse.add_argument("--error-map", type=Path, help="also write the reconstruction-error map")
+    fuse.add_argument("--sample", action="store_true", help="fuse the bundled synthetic stack")
+    fuse.add_argument("--axis", type=int, help="focus axis (default: from the file, else 0)")
+    fuse.add_argument("--channel-axis", type=int, help="channel axis of a multichannel stack")
+    fuse.add_argument("--tile-size", type=int, default=512)
+    fuse.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/4)")
+    fuse.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    fuse.add_argument("--precision", default="auto",
+                      choices=["auto", "float32", "float16", "bfloat16"])
+    fuse.add_argument("--unet", type=Path, help="Fusion U-Net weights (default: the shipped ones)")
+    fuse.add_argument("-q", "--quiet", action="store_true")
+    fuse.set_defaults(func=_fuse)
+
+    weights = sub.add_parser("weights", help="show (and fetch) the model weights")
+    weights.add_argument("--download", action="store_true", help="download missing files")
+    weights.set_defaults(func=_weights)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands():
+    from .training.cli import register as register_train
+
+    return [register_train]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (StackError, WeightsError, ValueError, FileNotFoundError) as exc:
+        print(f"napari-vaeedof {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: full-reference image metrics and classical focus-stack fusion baselines."""

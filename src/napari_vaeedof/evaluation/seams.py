@@ -1,0 +1,47 @@
+"""Seam measures: tiled versus untiled output of the same stack."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engine.tiling import TileGrid
+
+
+def border_lines(spans: tuple[tuple[int, int], ...], size: int) -> list[int]:
+    """Pixel positions where a tile starts or stops inside the image (where seams would be)."""
+    return sorted({e for span in spans for e in span if 0 < e < size})
+
+
+def _line_gradients(image: np.ndarray, axis: int) -> np.ndarray:
+    """Mean absolute difference between neighbouring lines: entry i is between i-1 and i."""
+    d = np.abs(np.diff(image.astype(np.float64), axis=axis))
+    other = tuple(a for a in range(image.ndim) if a != axis)
+    return np.concatenate([[np.nan], d.mean(axis=other)])
+
+
+def border_gradient_ratio(image: np.ndarray, grid: TileGrid) -> float:
+    """Gradient energy across tile borders divided by that across all other lines (1 = no seam)."""
+    ratios_num, ratios_den = [], []
+    for axis, spans, size in ((0, grid.ys, grid.height), (1, grid.xs, grid.width)):
+        g = _line_gradients(image, axis)
+        lines = border_lines(spans, size)
+        if not lines:
+            continue
+        mask = np.zeros(size, bool)
+        mask[lines] = True
+        mask[0] = False
+        ratios_num.append(g[mask].mean())
+        ratios_den.append(np.nanmean(g[~mask]))
+    return float(np.mean(ratios_num) / np.mean(ratios_den)) if ratios_num else float("nan")
+
+
+def seam_report(tiled: np.ndarray, untiled: np.ndarray, grid: TileGrid) -> dict[str, float]:
+    """Mean and max |tiled - untiled| (in the images' units) and border-gradient ratios."""
+    diff = np.abs(tiled.astype(np.float64) - untiled.astype(np.float64))
+    return {
+        "mean_abs_diff": float(diff.mean()),
+        "max_abs_diff": float(diff.max()),
+        "p99_abs_diff": float(np.percentile(diff, 99)),
+        "border_ratio_tiled": border_gradient_ratio(tiled, grid),
+        "border_ratio_untiled": border_gradient_ratio(untiled, grid),
+    }

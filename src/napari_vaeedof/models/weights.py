@@ -1,0 +1,150 @@
+"""Weight registry: name -> file, pinned URL and sha256; lookup, cache and verified download.
+
+Lookup order for a frozen file: ``$VAEEDOF_WEIGHTS_DIR``, then the user cache
+(``platformdirs.user_cache_dir("napari-vaeedof")/weights``, or ``$VAEEDOF_CACHE_DIR``), then a
+download into the cache (to a temporary file, verified, then moved into place). The download
+comes from the pinned URL, or from ``$VAEEDOF_WEIGHTS_URL`` (a mirror holding the same files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+TAESD_COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"
+BASE_URL = f"https://github.com/madebyollin/taesd/raw/{TAESD_COMMIT}/"
+
+
+class WeightsError(RuntimeError):
+    """Weights are missing, corrupt or cannot be fetched; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    filename: str
+    sha256: str
+    size: int
+    url: str
+
+
+REGISTRY: dict[str, WeightFile] = {
+    "taef2_encoder": WeightFile(
+        "taef2_encoder.pth",
+        "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6",
+        2704692,
+        BASE_URL + "taef2_encoder.pth",
+    ),
+    "taef2_decoder": WeightFile(
+        "taef2_decoder.pth",
+        "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
+        2704756,
+        BASE_URL + "taef2_decoder.pth",
+    ),
+}
+
+#: Our own Fusion U-Net weights ship inside the package.
+PACKAGED_DIR = Path(__file__).parent / "weights"
+FUSION_UNET_FILE = PACKAGED_DIR / "fusion_unet.safetensors"
+
+
+def cache_dir() -> Path:
+    """Folder where downloaded weights are kept."""
+    env = os.environ.get("VAEEDOF_CACHE_DIR")
+    base = Path(env) if env else Path(platformdirs.user_cache_dir("napari-vaeedof"))
+    return base / "weights"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_valid(path: Path, entry: WeightFile) -> bool:
+    return path.is_file() and path.stat().st_size == entry.size and sha256_of(path) == entry.sha256
+
+
+def _missing_message(entry: WeightFile, reason: str) -> str:
+    files = ", ".join(e.filename for e in REGISTRY.values())
+    return (
+        f"{reason}. Download {files} from {BASE_URL} and put them in {cache_dir()} "
+        f"(or in any folder and set VAEEDOF_WEIGHTS_DIR to it)."
+    )
+
+
+def download(entry: WeightFile, dest: Path, *, url: str | None = None, progress: bool = True,
+             timeout: float = 60.0) -> Path:
+    """Fetch ``url`` (default: the pinned one) to a temp file beside ``dest``, verify, move."""
+    mirror = os.environ.get("VAEEDOF_WEIGHTS_URL")
+    url = url or (mirror.rstrip("/") + "/" + entry.filename if mirror else entry.url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.filename}.", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or entry.size)
+            from tqdm.auto import tqdm
+
+            with tqdm(total=total, unit="B", unit_scale=True, desc=entry.filename,
+                      disable=not progress) as bar:
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        size = tmp.stat().st_size
+        if size != entry.size:
+            raise WeightsError(
+                f"Download of {entry.filename} from {url} is truncated or wrong "
+                f"({size} bytes, expected {entry.size}); nothing was saved. Try again."
+            )
+        digest = sha256_of(tmp)
+        if digest != entry.sha256:
+            raise WeightsError(
+                f"Download of {entry.filename} from {url} has sha256 {digest}, expected "
+                f"{entry.sha256}; refused, nothing was saved."
+            )
+        os.replace(tmp, dest)
+        return dest
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise WeightsError(_missing_message(entry, f"Could not download {url} ({exc})")) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def weight_path(name: str, *, allow_download: bool = True) -> Path:
+    """Local path of a verified registry file, downloading it into the cache if needed."""
+    entry = REGISTRY[name]
+    env = os.environ.get("VAEEDOF_WEIGHTS_DIR")
+    if env:
+        candidate = Path(env).expanduser() / entry.filename
+        if candidate.is_file():
+            if not _is_valid(candidate, entry):
+                raise WeightsError(
+                    f"{candidate} does not match the pinned sha256 {entry.sha256} "
+                    f"(size {entry.size}); replace it with the file from {entry.url}."
+                )
+            return candidate
+    cached = cache_dir() / entry.filename
+    if _is_valid(cached, entry):
+        return cached
+    if not allow_download:
+        raise WeightsError(_missing_message(entry, f"{entry.filename} is not available offline"))
+    return download(entry, cached)
+
+
+def fusion_unet_path() -> Path:
+    """The packaged Fusion U-Net weights (safetensors)."""
+    if not FUSION_UNET_FILE.is_file():
+        raise WeightsError(
+            f"The packaged Fusion U-Net weights are missing ({FUSION_UNET_FILE}); reinstall "
+            "napari-vaeedof or train them with `napari-vaeedof train`."
+        )
+    return FUSION_UNET_FILE

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_vaeedof.engine.fusion import (
+    fuse_latents,
+    fuse_planes,
+    group_levels,
+    load_models,
+    pad_group,
+    resolve_device,
+    sharpness,
+    unet_calls,
+)
+
+
+@pytest.fixture(scope="module")
+def models(random_unet):
+    return load_models("cpu", "float32", random_unet)
+
+
+def test_short_group_is_padded_by_repeating_its_planes():
+    assert pad_group([3, 4, 5]) == [3, 4, 5, 3, 4, 5, 3]
+    assert pad_group(list(range(7))) == list(range(7))
+
+
+@pytest.mark.parametrize(("n", "calls"), [(2, 1), (7, 1), (8, 2), (14, 3), (15, 3), (50, 9)])
+def test_grouping_gives_the_expected_number_of_fusions(n, calls):
+    assert unet_calls(n) == calls
+    first = group_levels(n)[0]
+    assert [i for g in first for i in g] == list(range(n))  # contiguous, in order, each once
+    assert all(len(g) <= 7 for level in group_levels(n) for g in level)
+
+
+@pytest.mark.parametrize("n", [15, 50])
+def test_deep_stacks_fuse_hierarchically_with_that_many_unet_calls(models, n):
+    seen = []
+    hook = models.unet.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    try:
+        fused, calls = fuse_latents(torch.randn(n, 32, 8, 8), models.unet)
+    finally:
+        hook.remove()
+    assert fused.shape == (32, 8, 8)
+    assert calls == sum(seen) == unet_calls(n)
+    assert len(seen) == len(group_levels(n))  # one batched call per level
+
+
+def test_seven_planes_are_one_unet_call_on_their_concatenation(models):
+    latents = torch.randn(7, 32, 8, 8)
+    fused, calls = fuse_latents(latents, models.unet)
+    assert calls == 1
+    torch.testing.assert_close(fused, models.unet(latents.flatten(0, 1)[None])[0])
+
+
+def test_sharpness_is_highest_in_the_sharp_plane():
+    from conftest import two_focus_stack
+
+    stack, _ = two_focus_stack(96)
+    s = sharpness(torch.from_numpy(stack).permute(0, 3, 1, 2))
+    assert s.shape == (2, 96, 96)
+    assert (s[0, :, :40] > s[1, :, :40]).float().mean() > 0.9
+    assert (s[1, :, 56:] > s[0, :, 56:]).float().mean() > 0.9
+
+
+def test_error_map_is_high_where_the_vae_cannot_reproduce_the_plane(models):
+    from scipy import ndimage
+    from skimage import data
+
+    stars = data.hubble_deep_field()[:128, :128].astype(np.float32) / 255
+    plane = stars.copy()
+    plane[:, :64] = ndimage.gaussian_filter(stars, (4, 4, 0))[:, :64]  # smooth left half
+    planes = torch.from_numpy(np.stack([plane, plane])).permute(0, 3, 1, 2)
+    _, error = fuse_planes(planes, models)
+    assert error.shape == (128, 128)
+    # sparse point sources are what TAEF2 loses most (models/README: SSIM 0.77 on this image);
+    # measured: 0.020 on the sharp half, 0.0044 on the smooth half
+    assert error[:, 72:120].mean() > 3 * error[:, 8:56].mean()
+
+
+def test_odd_plane_sizes_are_padded_and_cropped(models):
+    planes = torch.rand(3, 3, 50, 77)
+    image, error = fuse_planes(planes, models)
+    assert image.shape == (3, 50, 77) and error.shape == (50, 77)
+    assert 0 <= image.min() and image.max() <= 1
+
+
+def test_device_auto_selection_and_refusal():
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")

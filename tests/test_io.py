@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import tifffile
+
+from napari_vaeedof.engine.stack import StackError
+from napari_vaeedof.io import read_stack, write_tiff
+
+
+def test_imagej_stack_keeps_pixel_size_unit_and_z_spacing(tmp_path):
+    z = np.random.default_rng(0).integers(0, 60000, (4, 32, 40), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "z.tif", z, imagej=True, resolution=(4, 2),
+                     metadata={"unit": "um", "spacing": 2.5, "axes": "ZYX"})
+    f = read_stack(tmp_path / "z.tif")
+    assert f.axes == "ZYX" and f.axis == 0 and f.channel_axis is None
+    assert f.pixel_size == (0.5, 0.25) and f.unit == "µm" and f.z_spacing == 2.5
+    np.testing.assert_array_equal(f.data, z)
+
+
+def test_ome_tiff_channel_and_focus_axes(tmp_path):
+    data = np.zeros((2, 5, 32, 40), np.uint16)
+    tifffile.imwrite(tmp_path / "s.ome.tif", data, metadata={
+        "axes": "CZYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 1.5})
+    f = read_stack(tmp_path / "s.ome.tif")
+    assert (f.axis, f.channel_axis) == (1, 0)
+    assert f.pixel_size == (0.3, 0.3) and f.z_spacing == 1.5
+
+
+def test_folder_of_planes_in_natural_order(tmp_path):
+    import imageio.v3 as iio
+
+    for i in (10, 2, 1):
+        iio.imwrite(tmp_path / f"p{i}.png", np.full((16, 24, 3), i, np.uint8))
+    f = read_stack(tmp_path)
+    assert f.data.shape == (3, 16, 24, 3) and f.channel_axis == 3
+    assert [int(p[0, 0, 0]) for p in f.data] == [1, 2, 10]
+
+
+@pytest.mark.parametrize("what", ["missing", "empty folder", "single png", "not an image"])
+def test_unreadable_inputs_get_a_message(tmp_path, what):
+    if what == "missing":
+        target = tmp_path / "nope.tif"
+    elif what == "empty folder":
+        target = tmp_path
+    elif what == "single png":
+        import imageio.v3 as iio
+
+        target = tmp_path / "one.png"
+        iio.imwrite(target, np.zeros((8, 8), np.uint8))
+    else:
+        target = tmp_path / "bad.tif"
+        target.write_bytes(b"this is not a tiff")
+    with pytest.raises(StackError) as err:
+        read_stack(target)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(32, 40), (32, 40, 3)])
+def test_written_tiff_keeps_pixel_size(tmp_path, shape):
+    image = np.random.default_rng(1).integers(0, 255, shape, dtype=np.uint8)
+    path = write_tiff(tmp_path / "out.tif", image, pixel_size=(0.5, 0.25), unit="µm", info="x")
+    np.testing.assert_array_equal(tifffile.imread(path), image)
+    with tifffile.TiffFile(path) as tif:
+        from napari_vaeedof.io import _tiff_resolution
+
+        assert _tiff_resolution(tif)[:2] == ((0.5, 0.25), "µm")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]  # no temporary left behind
