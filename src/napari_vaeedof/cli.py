@@ -60,6 +60,15 @@ def _weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.heldout import run, to_markdown, write
+
+    result = run(args.n, args.size, args.unet, log=lambda m: print(m, file=sys.stderr))
+    write(result, args.out)
+    print(to_markdown(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-vaeedof", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     weights = sub.add_parser("weights", help="show (and fetch) the model weights")
     weights.add_argument("--download", action="store_true", help="download missing files")
     weights.set_defaults(func=_weights)
+
+    evaluate = sub.add_parser("evaluate", help="held-out synthetic evaluation beside baselines")
+    evaluate.add_argument("--n", type=int, default=50, help="number of held-out stacks")
+    evaluate.add_argument("--size", type=int, default=256, help="plane size in px")
+    evaluate.add_argument("--unet", type=Path, help="Fusion U-Net weights to evaluate")
+    evaluate.add_argument("--out", type=Path, default=Path("docs/evaluation"))
+    evaluate.set_defaults(func=_evaluate)
 
     for register in _extra_commands():
         register(sub)
