@@ -2,8 +2,15 @@
 
 __version__ = "0.1.0"
 
-from ._layers import fuse_layer  # noqa: F401  (imports napari only when called)
+from ._layers import fuse_layer  # imports napari only when called
 from .api import FusionResult, fuse_stack, iter_fuse_stack
 from .engine.stack import StackError
 
-__all__ = ["FusionResult", "StackError", "__version__", "fuse_stack", "iter_fuse_stack"]
+__all__ = [
+    "FusionResult",
+    "StackError",
+    "__version__",
+    "fuse_layer",
+    "fuse_stack",
+    "iter_fuse_stack",
+]
