@@ -47,8 +47,8 @@ def main() -> int:
 
     # input (one plane), fused image and error map side by side
     viewer.dims.set_current_step(0, 2)
-    viewer.grid.enabled = True
-    viewer.grid.shape = (1, 3)
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.shape = (1, 3)
     viewer.layers.selection.active = viewer.layers["Synthetic focus stack error map"]
     viewer.reset_view()
     _settle(1.0)
