@@ -34,10 +34,14 @@ def border_gradient_ratio(image: np.ndarray, grid: TileGrid, period: int = 32) -
             continue
         mask = np.zeros(size, bool)
         mask[lines] = True
-        same_phase = np.zeros(size, bool)
-        same_phase[period::period] = True
+        reference = np.zeros(size, bool)
+        reference[period::period] = True
+        reference &= ~mask
+        if not reference.any():  # too small for a line of the same phase: use all other lines
+            reference = ~mask
+            reference[0] = False
         ratios_num.append(g[mask].mean())
-        ratios_den.append(g[same_phase & ~mask].mean())
+        ratios_den.append(g[reference].mean())
     return float(np.mean(ratios_num) / np.mean(ratios_den)) if ratios_num else float("nan")
 
 
