@@ -84,6 +84,17 @@ def test_odd_plane_sizes_are_padded_and_cropped(models):
     assert 0 <= image.min() and image.max() <= 1
 
 
+def test_auto_precision_is_half_on_gpu_and_native_bf16_or_float32_on_cpu():
+    import napari_vaeedof.engine.fusion as fusion
+
+    assert fusion.resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    expected = torch.bfloat16 if fusion.cpu_has_bf16() else torch.float32
+    assert fusion.resolve_dtype("auto", torch.device("cpu")) == expected
+    assert fusion.resolve_dtype("float32", torch.device("cpu")) == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        fusion.resolve_dtype("float8", torch.device("cpu"))
+
+
 def test_device_auto_selection_and_refusal():
     assert resolve_device("auto").type in ("cuda", "mps", "cpu")
     if not torch.cuda.is_available():

@@ -117,7 +117,8 @@ _DOC_PARAMS = """
     rgb : force (True) or refuse (False) treating 3-4 channels as one colour image.
     tile_size, overlap : tiles in pixels (multiple of 32) and their overlap (default a quarter).
     device : 'auto' (cuda > mps > cpu), or a torch device string.
-    precision : 'auto' (float16 on GPU, float32 on CPU), 'float32', 'float16' or 'bfloat16'.
+    precision : 'auto' (float16 on GPU; bfloat16 on CPUs with native bf16, else float32),
+        'float32', 'float16' or 'bfloat16'.
     error_map : also compute the reconstruction-error map (costs one decode per plane).
     batch_size : planes per encode/decode batch (default 32 on GPU, 8 on CPU).
     unet_path : a Fusion U-Net safetensors file instead of the packaged weights.

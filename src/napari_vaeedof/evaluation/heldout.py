@@ -39,7 +39,7 @@ def method_table(unet_path=None) -> dict[str, Callable]:
     """Each method: (planes (Z, H, W, 3) float, truth) -> fused (H, W, 3) float in [0, 1]."""
     return {
         "vaeedof": lambda p, t: fuse_stack(p, unet_path=unet_path, device="cpu",
-                                           error_map=False).image,
+                                           precision="float32", error_map=False).image,
         "vae_ceiling": lambda p, t: vae_ceiling(t, unet_path),
         "laplacian_pyramid": lambda p, t: laplacian_pyramid_fusion(p),
         "variance_argmax": lambda p, t: variance_argmax_fusion(p),
