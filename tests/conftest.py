@@ -36,6 +36,21 @@ def random_unet(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def random_selection(tmp_path_factory) -> Path:
+    """A selection head with random weights, its fill bias lowered so that fill is zero in
+    some places and not in others: plumbing, not quality."""
+    from napari_vaeedof.models.selection_net import SelectionConfig, SelectionNet, save_selection
+
+    torch.manual_seed(1)
+    model = SelectionNet(SelectionConfig(width=16, groups=4))
+    with torch.no_grad():
+        model.fill[1].bias.fill_(-2.3)
+    path = tmp_path_factory.mktemp("selection") / "random_selection.safetensors"
+    save_selection(model, path, {"status": "random test model"})
+    return path
+
+
 def two_focus_stack(size: int = 128, rgb: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A real photo, left half sharp in plane 0, right half sharp in plane 1 -> (stack, sharp)."""
     from scipy import ndimage

@@ -45,8 +45,42 @@ def test_every_input_kind_round_trips_shape_dtype_and_range(rgb_stack, random_un
     lo, hi = float(np.min(arr)), float(np.max(arr))
     assert lo - 1e-3 <= result.image.min() and result.image.max() <= hi + 1e-3, name
     assert np.ptp(result.image.astype(np.float64)) > 0.3 * (hi - lo), name  # not squashed
-    err_shape = out_shape if "yx uint16" in name else out_shape[:2]
-    assert result.error.shape == err_shape and result.error.dtype == np.float32, name
+    map_shape = out_shape if "yx uint16" in name else out_shape[:2]
+    for m in (result.error, result.depth, result.confidence, result.fill):
+        assert m.shape == map_shape and m.dtype == np.float32, name
+    n_planes = arr.shape[kwargs.get("axis", 0)]
+    assert 0 <= result.depth.min() and result.depth.max() <= n_planes - 1, name
+    assert 0 <= result.fill.min() and result.fill.max() <= 1, name
+
+
+def test_pixel_mode_keeps_the_planes_own_values_where_nothing_is_filled():
+    """Shipped weights, several tiles, float input outside [0, 1] (clipped for the models):
+    where the fill map is 0 the output is p0 + t (p1 - p0), one t in [0, 1] for all channels."""
+    planes = make_stack(11, size=128, n_planes=2, kind="photo", gray=False).planes
+    stack = planes.astype(np.float64) * 7 - 2
+    stack[0, :8, :8] = 9.0  # far above the normalisation's percentile: clipped for the models
+    result = fuse_stack(stack, tile_size=64, precision="float32", error_map=False)
+    free = result.fill == 0
+    assert free.mean() > 0.5  # most of a two-plane photo stack is in focus in some plane
+    p0, p1, img = stack[0], stack[1], result.image.astype(np.float64)
+    d = p1 - p0
+    t = ((img - p0) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-12)
+    np.testing.assert_allclose(img[free], (p0 + t[..., None] * d)[free], atol=1e-4)
+    assert t[free].min() > -1e-4 and t[free].max() < 1 + 1e-4
+
+
+def test_depth_is_in_the_given_z_units_and_latent_mode_has_none(random_unet):
+    planes = make_stack(2, size=64, n_planes=3, gray=True).planes[..., 0]
+    result = fuse_stack(planes, unet_path=random_unet, z_positions=[10.0, 12.5, 15.0])
+    assert 10 <= result.depth.min() and result.depth.max() <= 15
+    assert result.metadata["mode"] == "pixel"
+    latent = fuse_stack(planes, unet_path=random_unet, mode="latent")
+    assert latent.depth is latent.fill is latent.confidence is None
+    assert latent.metadata["mode"] == "latent"
+    with pytest.raises(StackError, match="z_positions"):
+        fuse_stack(planes, unet_path=random_unet, z_positions=[0, 1])
+    with pytest.raises(ValueError, match="mode"):
+        fuse_stack(planes, unet_path=random_unet, mode="best")
 
 
 def test_16_bit_in_gives_16_bit_range_out(random_unet):

@@ -9,14 +9,13 @@ from napari_vaeedof.engine.fusion import (
     load_models,
     pad_group,
     resolve_device,
-    sharpness,
     unet_calls,
 )
 
 
 @pytest.fixture(scope="module")
-def models(random_unet):
-    return load_models("cpu", "float32", random_unet)
+def models(random_unet, random_selection):
+    return load_models("cpu", "float32", random_unet, random_selection)
 
 
 def test_short_group_is_padded_by_repeating_its_planes():
@@ -52,16 +51,6 @@ def test_seven_planes_are_one_unet_call_on_their_concatenation(models):
     torch.testing.assert_close(fused, models.unet(latents.flatten(0, 1)[None])[0])
 
 
-def test_sharpness_is_highest_in_the_sharp_plane():
-    from conftest import two_focus_stack
-
-    stack, _ = two_focus_stack(96)
-    s = sharpness(torch.from_numpy(stack).permute(0, 3, 1, 2))
-    assert s.shape == (2, 96, 96)
-    assert (s[0, :, :40] > s[1, :, :40]).float().mean() > 0.9
-    assert (s[1, :, 56:] > s[0, :, 56:]).float().mean() > 0.9
-
-
 def test_error_map_is_high_where_the_vae_cannot_reproduce_the_plane(models):
     from scipy import ndimage
     from skimage import data
@@ -70,18 +59,46 @@ def test_error_map_is_high_where_the_vae_cannot_reproduce_the_plane(models):
     plane = stars.copy()
     plane[:, :64] = ndimage.gaussian_filter(stars, (4, 4, 0))[:, :64]  # smooth left half
     planes = torch.from_numpy(np.stack([plane, plane])).permute(0, 3, 1, 2)
-    _, error = fuse_planes(planes, models)
+    error = fuse_planes(planes, models, mode="latent")["error"]
     assert error.shape == (128, 128)
     # sparse point sources are what TAEF2 loses most (models/README: SSIM 0.77 on this image);
     # measured: 0.020 on the sharp half, 0.0044 on the smooth half
     assert error[:, 72:120].mean() > 3 * error[:, 8:56].mean()
 
 
-def test_odd_plane_sizes_are_padded_and_cropped(models):
+@pytest.mark.parametrize("mode", ["pixel", "latent"])
+def test_odd_plane_sizes_are_padded_and_cropped(models, mode):
     planes = torch.rand(3, 3, 50, 77)
-    image, error = fuse_planes(planes, models)
-    assert image.shape == (3, 50, 77) and error.shape == (50, 77)
-    assert 0 <= image.min() and image.max() <= 1
+    out = fuse_planes(planes, models, mode=mode)
+    maps = {"error", "depth", "confidence", "fill"} if mode == "pixel" else {"error"}
+    assert set(out) == {"image"} | maps
+    assert out["image"].shape == (3, 50, 77)
+    assert all(out[k].shape == (50, 77) for k in maps)
+    assert 0 <= out["image"].min() and out["image"].max() <= 1
+
+
+def test_pixel_mode_where_fill_is_zero_is_a_convex_blend_of_the_planes(models):
+    planes = torch.rand(2, 3, 64, 64)
+    out = fuse_planes(planes, models, mode="pixel", error_map=False)
+    free = out["fill"] == 0
+    assert free.any()
+    # two planes: image = p0 + t (p1 - p0) with one t in [0, 1] for all three channels
+    p0, p1, img = planes[0], planes[1], out["image"]
+    d = p1 - p0
+    t = ((img - p0) * d).sum(0) / d.square().sum(0)
+    torch.testing.assert_close(img[:, free], (p0 + t * d)[:, free], atol=1e-5, rtol=0)
+    assert t[free].min() >= -1e-5 and t[free].max() <= 1 + 1e-5
+
+
+def test_pixel_mode_depth_is_the_expected_plane_index(models):
+    out = fuse_planes(torch.rand(4, 3, 32, 32), models, mode="pixel", error_map=False)
+    assert out["depth"].min() >= 0 and out["depth"].max() <= 3
+    assert out["confidence"].min() >= 0 and out["confidence"].max() <= 1
+
+
+def test_unknown_mode_is_refused(models):
+    with pytest.raises(ValueError, match="mode"):
+        fuse_planes(torch.rand(2, 3, 32, 32), models, mode="median")
 
 
 def test_auto_precision_is_half_on_gpu_and_native_bf16_or_float32_on_cpu():

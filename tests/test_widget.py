@@ -103,7 +103,15 @@ def test_sample_rgb_stack_fused(viewer_widget, qtbot):
     # the input is untouched: same object, same values
     assert layer.data is data
     np.testing.assert_array_equal(layer.data, before)
-    assert widget.outputs == [fused, error]
+    depth = viewer.layers[f"{STACK_NAME} depth"]
+    confidence = viewer.layers[f"{STACK_NAME} depth confidence"]
+    fill = viewer.layers[f"{STACK_NAME} fill map"]
+    assert widget.outputs == [fused, error, depth, confidence, fill]
+    assert depth.data.shape == fill.data.shape == confidence.data.shape == (256, 256)
+    assert 0 <= depth.data.min() and depth.data.max() <= 4  # 5 planes, no z scale: plane index
+    assert tuple(depth.contrast_limits) == (0, 4) and depth.metadata["output"] == "depth map"
+    assert 0 <= fill.data.min() and fill.data.max() <= 1 and fill.colormap.name == "magenta"
+    assert 0 <= confidence.data.min() and confidence.data.max() <= 1
 
 
 def test_uint16_grayscale_keeps_range_geometry_and_display(viewer_widget, qtbot):
@@ -138,6 +146,12 @@ def test_uint16_grayscale_keeps_range_geometry_and_display(viewer_widget, qtbot)
         assert [str(u) for u in out.units] == ["micrometer", "micrometer"]
         _check_hashes(out)
     assert error.data.shape == (96, 128)
+    depth = viewer.layers["cells depth"]  # in the focus axis' units: z = 7 + 2 * plane
+    n = stack.shape[0]
+    assert 7 <= depth.data.min() and depth.data.max() <= 7 + 2 * (n - 1)
+    assert tuple(depth.contrast_limits) == (7, 7 + 2 * (n - 1))
+    assert depth.metadata["depth_unit"] == "micrometer"
+    np.testing.assert_allclose(depth.scale, (0.5, 0.25))
     assert layer.data is stack
     np.testing.assert_array_equal(layer.data, before)
     np.testing.assert_allclose(layer.scale, (2, 0.5, 0.25))  # input properties unchanged
@@ -248,13 +262,15 @@ def test_fuse_layer_console_matches_widget(viewer_widget, qtbot):
     from_widget = viewer.layers["stack fused"].data.copy()
     n_layers = len(viewer.layers)
 
-    fused, error = fuse_layer(viewer.layers["stack"], viewer=viewer, tile_size=64)
+    layers = fuse_layer(viewer.layers["stack"], viewer=viewer, tile_size=64)
     assert len(viewer.layers) == n_layers  # replaced the widget's outputs
-    assert fused is viewer.layers["stack fused"] and error is viewer.layers["stack error map"]
+    assert layers == [viewer.layers[f"stack{suffix}"] for suffix in
+                      (" fused", " error map", " depth", " depth confidence", " fill map")]
+    fused = layers[0]
     np.testing.assert_array_equal(fused.data, from_widget)
     np.testing.assert_allclose(fused.scale, (2, 2))
 
-    tuples = fuse_layer(layer, tile_size=64, error_map=False)  # no viewer: layer-data tuples
+    tuples = fuse_layer(layer, tile_size=64, outputs=["fused"])  # no viewer: layer-data tuples
     [(data, kwargs, kind)] = tuples
     assert kind == "image" and kwargs["name"] == "stack fused" and data.shape == (64, 64)
     assert len(viewer.layers) == n_layers
@@ -285,3 +301,14 @@ def test_choices_follow_the_layer_list(viewer_widget):
     assert "renamed" in texts and "gray3d" not in texts
     viewer.layers.remove(rgb3d)
     assert set(widget.layer.choices) == {gray3d, gray4d}
+
+
+def test_latent_mode_gives_no_depth_or_fill(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_gray_stack(n=3, height=64, width=64), name="z")
+    widget.mode.value = "latent"
+    assert not widget.out_depth.enabled and not widget.out_fill.enabled
+    assert widget.chosen_outputs() == ("fused", "error")
+    _run(widget, qtbot)
+    assert [layer.name for layer in viewer.layers] == ["z", "z fused", "z error map"]
+    assert viewer.layers["z fused"].metadata["mode"] == "latent"

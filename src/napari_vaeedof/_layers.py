@@ -27,8 +27,13 @@ LayerDataTuple = tuple  # (data, kwargs, "image")
 #: Robust percentiles of the error map shown as its contrast range.
 ERROR_PERCENTILES = (1.0, 99.5)
 ERROR_COLORMAP = "inferno"
+DEPTH_COLORMAP = "turbo"
+FILL_COLORMAP = "magenta"
 FUSED_SUFFIX = " fused"
 ERROR_SUFFIX = " error map"
+DEPTH_SUFFIX = " depth"
+CONFIDENCE_SUFFIX = " depth confidence"
+FILL_SUFFIX = " fill map"
 
 
 @dataclass
@@ -37,12 +42,13 @@ class FusionInput:
 
     stack: Any  # one array (numpy or dask) or a list of 2-D arrays: the layers' data as-is
     engine_kwargs: dict  # axis, channel_axis, rgb for `iter_fuse_stack`
-    name: str  # outputs are "<name> fused" and "<name> error map"
+    name: str  # outputs are "<name> fused", "<name> error map", "<name> depth", ...
     rgb: bool
     inputs: tuple = ()  # the input layers (kept only to never replace one of them)
     geometry: dict = field(default_factory=dict)  # scale, translate, units, axis_labels
     display: dict = field(default_factory=dict)  # colormap, contrast_limits, gamma
     provenance: dict = field(default_factory=dict)  # goes into the outputs' metadata
+    depth_unit: str | None = None  # unit of the focus axis (depth map values), if known
 
 
 def _unwrap(obj):
@@ -127,9 +133,13 @@ def _single_input(layer, axis: int | None) -> FusionInput:
             )
         engine = {"axis": axis, "channel_axis": others[0] if others else None, "rgb": False}
     keep = [i for i in range(ndim) if i != axis]
+    n = data.shape[axis]
+    engine["z_positions"] = float(layer.translate[axis]) + float(layer.scale[axis]) * np.arange(n)
+    units = getattr(layer, "units", None)
     return FusionInput(
         stack=data,
         engine_kwargs=engine,
+        depth_unit=str(units[axis]) if units is not None else None,
         name=layer.name,
         rgb=bool(layer.rgb),
         inputs=(layer,),
@@ -197,40 +207,51 @@ def error_contrast_limits(error: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def output_layer_data(
-    inp: FusionInput, result, *, fused: bool = True, error_map: bool = True
-) -> list[LayerDataTuple]:
-    """The fused image and error map as layer-data tuples with the input's Y,X geometry.
+OUTPUTS = ("fused", "error", "depth", "fill")
+
+
+def output_layer_data(inp: FusionInput, result, outputs=OUTPUTS) -> list[LayerDataTuple]:
+    """The asked-for outputs the result holds ("fused", "error", "depth" with its confidence,
+    "fill") as layer-data tuples with the input's Y,X geometry.
 
     Pure (no napari objects are made), so it may run in the worker thread.
     """
     out = []
     base = {**inp.geometry}
 
-    def metadata(kind: str) -> dict:
-        return {**copy.deepcopy(result.metadata), **copy.deepcopy(inp.provenance), "output": kind}
+    def metadata(kind: str, **extra) -> dict:
+        return {**copy.deepcopy(result.metadata), **copy.deepcopy(inp.provenance),
+                "output": kind, **extra}
 
-    if fused:
-        kwargs = {
-            **base,
-            **inp.display,
-            "name": inp.name + FUSED_SUFFIX,
-            "rgb": inp.rgb,
-            "metadata": metadata("fused image"),
-        }
+    if "fused" in outputs:
+        kwargs = {**base, **inp.display, "name": inp.name + FUSED_SUFFIX, "rgb": inp.rgb,
+                  "metadata": metadata("fused image")}
         out.append((result.image, kwargs, "image"))
-    if error_map and result.error is not None:
-        kwargs = {
-            **base,
-            "name": inp.name + ERROR_SUFFIX,
-            "rgb": False,
-            "colormap": ERROR_COLORMAP,
-            "contrast_limits": error_contrast_limits(result.error),
-            "blending": "additive",
-            "opacity": 0.7,
-            "metadata": metadata("error map"),
-        }
+    if "error" in outputs and result.error is not None:
+        limits = error_contrast_limits(result.error)
+        kwargs = {**base, "name": inp.name + ERROR_SUFFIX, "rgb": False,
+                  "colormap": ERROR_COLORMAP, "contrast_limits": limits,
+                  "blending": "additive", "opacity": 0.7, "metadata": metadata("error map")}
         out.append((result.error, kwargs, "image"))
+    if "depth" in outputs and result.depth is not None:
+        z = np.asarray(inp.engine_kwargs.get("z_positions", np.arange(len(inp.stack))),
+                       np.float64)
+        lo, hi = float(z.min()), float(z.max())
+        unit = inp.depth_unit or "plane index"
+        kwargs = {**base, "name": inp.name + DEPTH_SUFFIX, "rgb": False,
+                  "colormap": DEPTH_COLORMAP, "contrast_limits": (lo, hi if hi > lo else lo + 1),
+                  "opacity": 0.7, "visible": False,
+                  "metadata": metadata("depth map", depth_unit=unit)}
+        out.append((result.depth, kwargs, "image"))
+        kwargs = {**base, "name": inp.name + CONFIDENCE_SUFFIX, "rgb": False,
+                  "colormap": "gray", "contrast_limits": (0.0, 1.0), "visible": False,
+                  "metadata": metadata("depth confidence")}
+        out.append((result.confidence, kwargs, "image"))
+    if "fill" in outputs and result.fill is not None:
+        kwargs = {**base, "name": inp.name + FILL_SUFFIX, "rgb": False,
+                  "colormap": FILL_COLORMAP, "contrast_limits": (0.0, 1.0),
+                  "blending": "additive", "opacity": 0.6, "metadata": metadata("fill map")}
+        out.append((result.fill, kwargs, "image"))
     return out
 
 
@@ -285,33 +306,36 @@ def add_output_layers(viewer, layer_data: list[LayerDataTuple], inputs: Sequence
     return layers
 
 
-def fuse_layer(
-    layer,
-    viewer=None,
-    *,
-    axis: int | None = None,
-    fused: bool = True,
-    error_map: bool = True,
-    **options,
-):
+def fuse_layer(layer, viewer=None, *, axis: int | None = None, outputs=OUTPUTS, **options):
     """Fuse an image layer (or a list of 2-D layers taken as planes), blocking.
 
-    With ``viewer``, adds the outputs ("<name> fused", "<name> error map") or replaces earlier
-    ones, exactly as the Focus fusion widget does, and returns the layers; without it returns
-    napari layer-data tuples. ``axis`` is the focus axis (default: the first axis, or the one
-    the reader recorded); ``options`` go to `napari_vaeedof.fuse_stack` (tile_size, overlap,
-    device, precision, ...).
+    With ``viewer``, adds the outputs ("<name> fused", "<name> error map", "<name> depth",
+    "<name> depth confidence", "<name> fill map") or replaces earlier ones, exactly as the Focus
+    fusion widget does, and returns the layers; without it returns napari layer-data tuples.
+    ``axis`` is the focus axis (default: the first axis, or the one the reader recorded);
+    ``outputs`` any of "fused", "error", "depth", "fill" (depth and fill exist in pixel mode);
+    ``options`` go to `napari_vaeedof.fuse_stack` (mode, tile_size, overlap, device, ...).
 
     >>> from napari_vaeedof import fuse_layer
-    >>> fused, error = fuse_layer(viewer.layers["stack"], viewer=viewer)  # doctest: +SKIP
+    >>> layers = fuse_layer(viewer.layers["stack"], viewer=viewer)  # doctest: +SKIP
     """
     from .api import fuse_stack
 
-    if not (fused or error_map):
-        raise ValueError("Ask for at least one output: fused=True and/or error_map=True.")
+    outputs = check_outputs(outputs)
     inp = fusion_input(layer, axis)
-    result = fuse_stack(inp.stack, **inp.engine_kwargs, error_map=error_map, **options)
-    data = output_layer_data(inp, result, fused=fused, error_map=error_map)
+    result = fuse_stack(inp.stack, **inp.engine_kwargs, error_map="error" in outputs, **options)
+    data = output_layer_data(inp, result, outputs)
     if viewer is None:
         return data
     return add_output_layers(viewer, data, inp.inputs)
+
+
+def check_outputs(outputs) -> tuple[str, ...]:
+    """The asked-for outputs, checked (a clear ValueError for none or an unknown name)."""
+    outputs = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+    unknown = [o for o in outputs if o not in OUTPUTS]
+    if unknown:
+        raise ValueError(f"Unknown output(s) {unknown}; choose from {OUTPUTS}.")
+    if not outputs:
+        raise ValueError(f"Ask for at least one output of {OUTPUTS}.")
+    return outputs

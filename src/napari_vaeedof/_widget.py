@@ -25,7 +25,7 @@ from napari.utils.notifications import show_error, show_info
 
 from . import _layers
 from .api import DEFAULT_TILE, iter_fuse_stack
-from .engine.fusion import available_devices
+from .engine.fusion import DEFAULT_MODE, available_devices
 from .models.weights import WeightsError
 
 ONE_LAYER = "One stack layer"
@@ -56,13 +56,13 @@ class Failure:
 
 
 @thread_worker(start_thread=False)
-def _fusion_job(inp: _layers.FusionInput, options: dict, fused: bool, error_map: bool):
+def _fusion_job(inp: _layers.FusionInput, options: dict, outputs: tuple[str, ...]):
     """Worker body: yields (tiles done, total) per tile; returns layer-data tuples or a Failure."""
     try:
         result = yield from iter_fuse_stack(
-            inp.stack, **inp.engine_kwargs, error_map=error_map, **options
+            inp.stack, **inp.engine_kwargs, error_map="error" in outputs, **options
         )
-        return _layers.output_layer_data(inp, result, fused=fused, error_map=error_map)
+        return _layers.output_layer_data(inp, result, outputs)
     except USER_ERRORS as exc:
         return Failure(exc)
 
@@ -79,7 +79,8 @@ def error_message(exc: BaseException) -> str:
 class FusionWidget(Container):
     """Fuse a focus stack (one layer with a focus axis, or several 2-D layers) into one image.
 
-    Outputs are "<input> fused" and "<input> error map"; running again on the same input
+    Outputs are "<input> fused", "<input> error map", and in pixel-faithful mode "<input> depth",
+    "<input> depth confidence" and "<input> fill map"; running again on the same input
     replaces them. The fusion runs in a worker thread, one tile at a time (Cancel stops it
     between tiles and adds nothing).
     """
@@ -140,7 +141,16 @@ class FusionWidget(Container):
             choices=list(PRECISIONS),
             value="auto",
             label="Precision",
-            tooltip="'auto': float16 on a GPU, float32 on the CPU.",
+            tooltip="'auto': float16 on a GPU; on the CPU bfloat16 where it is native, "
+            "else float32.",
+        )
+        self.mode = ComboBox(
+            choices=[("pixel-faithful", "pixel"), ("latent (paper)", "latent")],
+            value=DEFAULT_MODE,
+            label="Mode",
+            tooltip="pixel-faithful: the planes' own pixels wherever a plane is in focus, the "
+            "learned latent fusion only where none is (fill map). latent: every pixel decoded "
+            "from the fused latent, as in the VAEEDOF paper.",
         )
         self.out_fused = CheckBox(value=True, text="fused image")
         self.out_error = CheckBox(
@@ -148,6 +158,18 @@ class FusionWidget(Container):
             text="error map",
             tooltip="Reconstruction-error map: where the fused content "
             "is content the VAE cannot reproduce.",
+        )
+        self.out_depth = CheckBox(
+            value=True,
+            text="depth",
+            tooltip="Depth (height) map: the focus position each pixel came from, in the "
+            "focus axis' units, and its confidence (pixel-faithful mode).",
+        )
+        self.out_fill = CheckBox(
+            value=True,
+            text="fill map",
+            tooltip="Where no plane held the content and it was synthesised by the latent "
+            "fusion (1), or taken from the planes' own pixels (0) (pixel-faithful mode).",
         )
         self.fuse_button = PushButton(text="Fuse")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -164,8 +186,9 @@ class FusionWidget(Container):
                 self.tile_size,
                 self.overlap,
                 self.precision,
+                self.mode,
                 Container(
-                    widgets=[self.out_fused, self.out_error],
+                    widgets=[self.out_fused, self.out_error, self.out_depth, self.out_fill],
                     layout="horizontal",
                     labels=False,
                     label="Outputs",
@@ -184,6 +207,7 @@ class FusionWidget(Container):
         self.input_mode.changed.connect(self._on_mode)
         self.layer.changed.connect(self._on_layer)
         self.tile_size.changed.connect(self._on_tile)
+        self.mode.changed.connect(self._on_fusion_mode)
         self.fuse_button.changed.connect(self.fuse)
         self.cancel_button.changed.connect(self.cancel)
 
@@ -224,6 +248,16 @@ class FusionWidget(Container):
         if self.layer.value is not None:
             self.focus_axis.value = _layers.default_focus_axis(self.layer.value)
 
+    def _on_fusion_mode(self, value: str) -> None:
+        self.out_depth.enabled = self.out_fill.enabled = value == "pixel"
+
+    def chosen_outputs(self) -> tuple[str, ...]:
+        """The ticked outputs that the chosen mode produces."""
+        boxes = {"fused": self.out_fused, "error": self.out_error}
+        if self.mode.value == "pixel":
+            boxes |= {"depth": self.out_depth, "fill": self.out_fill}
+        return tuple(name for name, box in boxes.items() if box.value)
+
     def _on_tile(self, value: int) -> None:
         self.overlap.max = value // 2
         self.overlap.value = value // 4
@@ -250,10 +284,11 @@ class FusionWidget(Container):
         """Start the fusion (what the Fuse button does); returns the started worker."""
         if self.worker is not None:
             return None
-        fused, error_map = bool(self.out_fused.value), bool(self.out_error.value)
+        outputs = self.chosen_outputs()
         try:
-            if not (fused or error_map):
-                raise ValueError("Tick at least one output (fused image or error map).")
+            if not outputs:
+                raise ValueError("Tick at least one output (fused image, error map, depth or "
+                                 "fill map).")
             inp = self.selected_input()
         except ValueError as exc:
             show_error(str(exc))
@@ -263,8 +298,9 @@ class FusionWidget(Container):
             "overlap": int(self.overlap.value),
             "device": self.device.value,
             "precision": self.precision.value,
+            "mode": self.mode.value,
         }
-        worker = _fusion_job(inp, options, fused, error_map)
+        worker = _fusion_job(inp, options, outputs)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda value: self._on_returned(inp, value))
         worker.aborted.connect(self._on_aborted)

@@ -11,7 +11,16 @@ import dask.array as da
 import numpy as np
 
 from . import __version__
-from .engine.fusion import GROUP, Models, fuse_tile, load_models, unet_calls
+from .engine.fusion import (
+    DEFAULT_MODE,
+    GROUP,
+    Models,
+    check_mode,
+    fuse_tile,
+    load_models,
+    output_maps,
+    unet_calls,
+)
 from .engine.stack import (
     StackError,
     StackLayout,
@@ -30,11 +39,21 @@ DEFAULT_TILE = 512
 @dataclass
 class FusionResult:
     """Fused image in the input's dtype and range (focus axis removed), the reconstruction-error
-    map in the input's intensity units (None if not asked for), and what produced them."""
+    map in the input's intensity units (None if not asked for), and what produced them.
+
+    In pixel mode also: ``depth``, the expected focus position of each pixel (in ``z_positions``
+    units, plane indices by default), ``confidence`` in [0, 1] (1: one plane holds the pixel) and
+    ``fill`` in [0, 1] (where the content was synthesised from the latent fusion instead of taken
+    from the planes); None in latent mode. Maps are float32 with the image's spatial shape (and
+    its channel axis for multichannel input, each channel being fused on its own).
+    """
 
     image: np.ndarray
     error: np.ndarray | None
     metadata: dict = field(default_factory=dict)
+    depth: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    fill: np.ndarray | None = None
 
 
 @dataclass
@@ -45,12 +64,15 @@ class _Plan:
     n_out: int
     lo: np.ndarray
     scale: np.ndarray
+    maps: tuple[str, ...]
+    z_positions: np.ndarray
     metadata: dict
 
 
 def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_size: int,
           overlap: int | None, device: str, precision: str, error_map: bool,
-          batch_size: int | None, unet_path: str | os.PathLike | None) -> _Plan:
+          batch_size: int | None, unet_path: str | os.PathLike | None, mode: str,
+          z_positions) -> _Plan:
     if isinstance(stack, list | tuple):
         stack = stack_planes(list(stack))
         if axis != 0:
@@ -65,18 +87,28 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_
     x = canonical(stack, layout)
     norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
     models: Models = load_models(device, precision, unet_path)
+    check_mode(mode, models)
+    z = x.shape[0]
+    positions = np.arange(z, dtype=np.float64) if z_positions is None else \
+        np.asarray(z_positions, np.float64)
+    if positions.shape != (z,) or not np.all(np.isfinite(positions)):
+        raise StackError(f"z_positions needs one finite number per plane ({z}), got "
+                         f"{positions.shape[0] if positions.ndim == 1 else positions.shape}.")
     batch = batch_size or (32 if models.device.type != "cpu" else 8)
     z, height, width, channels = x.shape
     grid = TileGrid.build(height, width, tile_size, overlap)
     task = dask.delayed(fuse_tile, pure=True)
     tiles = [
         task(x[:, y0:y1, x0:x1, :], norm.lo, norm.scale, layout.mode == "rgb", models,
-             error_map=error_map, batch=batch, dask_key_name=f"vaeedof-tile-{i}-{id(models)}")
+             mode=mode, error_map=error_map, batch=batch,
+             dask_key_name=f"vaeedof-tile-{i}-{mode}-{id(models)}")
         for i, (y0, y1, x0, x1) in enumerate(grid.boxes)
     ]
-    n_err = (1 if layout.mode == "rgb" else channels) if error_map else 0
+    maps = output_maps(mode, error_map)
+    units = 1 if layout.mode == "rgb" else channels
     metadata = {
-        "method": "VAEEDOF latent fusion (TAEF2 + Fusion U-Net)",
+        "method": METHOD_NAMES[mode],
+        "mode": mode,
         "napari_vaeedof_version": __version__,
         "n_planes": int(z),
         "group_size": GROUP,
@@ -90,7 +122,8 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_
         "normalization": {"lo": norm.lo.tolist(), "hi": norm.hi.tolist()},
         "weights_sha256": dict(models.hashes),
     }
-    return _Plan(layout, grid, tiles, channels + n_err, norm.lo, norm.scale, metadata)
+    return _Plan(layout, grid, tiles, channels + units * len(maps), norm.lo, norm.scale, maps,
+                 positions, metadata)
 
 
 def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:
@@ -98,14 +131,26 @@ def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:
     n_img = len(plan.lo)
     image = fused[..., :n_img] * plan.scale + plan.lo
     image = to_output_layout(to_dtype(image, layout.dtype), layout)
-    error = None
-    if fused.shape[-1] > n_img:
-        err = fused[..., n_img:]
-        err_scale = plan.scale[:1] if layout.mode == "rgb" else plan.scale
-        err = (err * err_scale).astype(np.float32)
-        error = err[..., 0] if layout.mode == "rgb" else to_output_layout(err, layout)
-    return FusionResult(image, error, plan.metadata)
+    units = 1 if layout.mode == "rgb" else n_img
+    maps = {}
+    for k, name in enumerate(plan.maps):
+        m = fused[..., n_img + k * units : n_img + (k + 1) * units]
+        if name == "error":
+            m = m * (plan.scale[:1] if layout.mode == "rgb" else plan.scale)
+        elif name == "depth":
+            z = len(plan.z_positions)
+            m = np.interp(m, np.arange(z), plan.z_positions)
+        m = m.astype(np.float32)
+        maps[name] = m[..., 0] if layout.mode == "rgb" else to_output_layout(m, layout)
+    return FusionResult(image, maps.get("error"), plan.metadata, depth=maps.get("depth"),
+                        confidence=maps.get("confidence"), fill=maps.get("fill"))
 
+
+METHOD_NAMES = {
+    "pixel": "VAEEDOF pixel-faithful fusion (input pixels where in focus, TAEF2 + Fusion U-Net "
+             "fill elsewhere)",
+    "latent": "VAEEDOF latent fusion (TAEF2 + Fusion U-Net)",
+}
 
 _DOC_PARAMS = """
     Parameters
@@ -122,6 +167,11 @@ _DOC_PARAMS = """
     error_map : also compute the reconstruction-error map (costs one decode per plane).
     batch_size : planes per encode/decode batch (default 32 on GPU, 8 on CPU).
     unet_path : a Fusion U-Net safetensors file instead of the packaged weights.
+    mode : 'pixel' (default): the planes' own pixels where a plane holds the content, the
+        decoded latent fusion only where none does, plus depth, confidence and fill maps;
+        'latent': the paper's pure latent fusion (every pixel decoded).
+    z_positions : focus position of each plane (e.g. microns), for the depth map; default the
+        plane index. Depth between planes is interpolated linearly.
 """
 
 
@@ -129,15 +179,16 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                     rgb: bool | None = None, tile_size: int = DEFAULT_TILE,
                     overlap: int | None = None, device: str = "auto", precision: str = "auto",
                     error_map: bool = True, batch_size: int | None = None,
-                    unet_path: str | os.PathLike | None = None,
-                    ) -> Generator[tuple[int, int], None, FusionResult]:
+                    unet_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
+                    z_positions=None) -> Generator[tuple[int, int], None, FusionResult]:
     """Like `fuse_stack`, one tile at a time: yields (tiles done, tiles total), returns the result.
 
     Closing the generator between tiles stops the work; nothing partial is returned.
     """
     plan = _plan(stack, axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                  overlap=overlap, device=device, precision=precision, error_map=error_map,
-                 batch_size=batch_size, unet_path=unet_path)
+                 batch_size=batch_size, unet_path=unet_path, mode=mode,
+                 z_positions=z_positions)
     done = []
     yield 0, len(plan.tiles)
     for tile in plan.tiles:
@@ -151,7 +202,8 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                rgb: bool | None = None, tile_size: int = DEFAULT_TILE,
                overlap: int | None = None, device: str = "auto", precision: str = "auto",
                error_map: bool = True, batch_size: int | None = None,
-               unet_path: str | os.PathLike | None = None, scheduler: str | None = "sync",
+               unet_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
+               z_positions=None, scheduler: str | None = "sync",
                progress: Callable[[int, int], None] | None = None) -> FusionResult:
     """Fuse a focus stack into one all-in-focus image.
 
@@ -166,7 +218,8 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     """
     kwargs = dict(axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                   overlap=overlap, device=device, precision=precision, error_map=error_map,
-                  batch_size=batch_size, unet_path=unet_path)
+                  batch_size=batch_size, unet_path=unet_path, mode=mode,
+                  z_positions=z_positions)
     if progress is not None:
         gen = iter_fuse_stack(stack, **kwargs)
         try:

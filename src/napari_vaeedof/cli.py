@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .engine.stack import StackError
 from .models.weights import WeightsError
 
@@ -32,17 +34,29 @@ def _fuse(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"\rtiles {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
 
+    maps = {"error": args.error_map, "depth": args.depth_map,
+            "confidence": args.confidence_map, "fill": args.fill_map}
+    if args.mode == "latent" and any(maps[k] for k in ("depth", "confidence", "fill")):
+        raise StackError("--depth-map, --confidence-map and --fill-map need --mode pixel.")
+    n_planes = stack.data.shape[axis]
+    z_positions = None if stack.z_spacing is None else stack.z_spacing * np.arange(n_planes)
     result = fuse_stack(stack.data, axis=axis, channel_axis=channel_axis,
                         tile_size=args.tile_size, overlap=args.overlap, device=args.device,
                         precision=args.precision, error_map=args.error_map is not None,
-                        unet_path=args.unet, progress=report)
+                        unet_path=args.unet, z_positions=z_positions, progress=report,
+                        **({"mode": args.mode} if args.mode else {}))
     elapsed = time.perf_counter() - t0
     meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
-    info = json.dumps(meta)
-    write_tiff(args.output, result.image, pixel_size=stack.pixel_size, unit=stack.unit, info=info)
-    if args.error_map is not None:
-        write_tiff(args.error_map, result.error, pixel_size=stack.pixel_size, unit=stack.unit,
-                   info=info)
+    for name, path in maps.items():
+        if path is None:
+            continue
+        extra = {"output": name}
+        if name == "depth":
+            extra["depth_unit"] = stack.unit if stack.z_spacing is not None else "plane index"
+        write_tiff(path, getattr(result, name), pixel_size=stack.pixel_size, unit=stack.unit,
+                   info=json.dumps({**meta, **extra}))
+    write_tiff(args.output, result.image, pixel_size=stack.pixel_size, unit=stack.unit,
+               info=json.dumps({**meta, "output": "fused"}))
     if not args.quiet:
         shape = "x".join(map(str, stack.data.shape))
         print(f"fused {shape} {stack.data.dtype} in {elapsed:.1f} s on {meta['device']} "
@@ -77,7 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("inputs", nargs="*", help="a multi-page TIFF/OME-TIFF, a folder of "
                       "planes, or several plane files in focus order")
     fuse.add_argument("-o", "--output", required=True, type=Path, help="fused image (.tif)")
+    fuse.add_argument("--mode", choices=["pixel", "latent"],
+                      help="pixel: the planes' own pixels where in focus, latent fusion where "
+                      "no plane holds the content (the default); latent: the paper's pure "
+                      "latent fusion")
     fuse.add_argument("--error-map", type=Path, help="also write the reconstruction-error map")
+    fuse.add_argument("--depth-map", type=Path, help="also write the depth map (focus position "
+                      "per pixel: z units from the file's metadata, else plane index)")
+    fuse.add_argument("--confidence-map", type=Path, help="also write the depth confidence")
+    fuse.add_argument("--fill-map", type=Path, help="also write the fill map (1 where content "
+                      "was synthesised, 0 where it is the planes' own pixels)")
     fuse.add_argument("--sample", action="store_true", help="fuse the bundled synthetic stack")
     fuse.add_argument("--axis", type=int, help="focus axis (default: from the file, else 0)")
     fuse.add_argument("--channel-axis", type=int, help="channel axis of a multichannel stack")

@@ -1,4 +1,5 @@
-"""Latent fusion of one tile: encode planes, fuse groups of 7 level by level, decode, error map.
+"""Fusion of one tile: encode planes, fuse groups of 7 level by level, decode; in pixel mode
+compose the planes' own pixels with the decoded fusion; depth, fill and error maps.
 
 Everything here works on torch tensors or numpy arrays of one tile; tiling and dtype handling
 live in `tiling` and `stack`.
@@ -16,10 +17,32 @@ import torch
 import torch.nn.functional as F
 
 from ..models.fusion_unet import FusionUNet, load_unet
+from ..models.selection_net import SelectionNet, load_selection
 from ..models.tiny_ae import TinyAutoEncoder, load_taef2
-from ..models.weights import fusion_unet_path, sha256_of, weight_path
+from ..models.weights import (
+    SELECTION_NET_FILE,
+    fusion_unet_path,
+    selection_net_path,
+    sha256_of,
+    weight_path,
+)
+from .compose import (
+    blend_planes,
+    compose,
+    depth_and_confidence,
+    fill_weight,
+    luma,
+    selection_weights,
+    sharpness,
+    sharpness_features,
+)
 
 GROUP = 7
+#: "pixel": the planes' own pixels where a plane holds the content, the decoded latent fusion
+#: only where none does (the default: it wins the held-out evaluation, docs/model-card.md);
+#: "latent": the paper's pure latent fusion, every pixel decoded from the fused latent.
+MODES = ("pixel", "latent")
+DEFAULT_MODE = "pixel"
 #: Spatial multiple the models need: 8 for the VAE times 4 for the U-Net's two downsamplings.
 MULTIPLE = 32
 
@@ -76,17 +99,20 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 @dataclass(frozen=True)
 class Models:
-    """The frozen VAE and the Fusion U-Net on one device, with their provenance."""
+    """The frozen VAE, the Fusion U-Net and the selection head (None when not installed) on one
+    device, with their provenance."""
 
     ae: TinyAutoEncoder
     unet: FusionUNet
+    selection: SelectionNet | None
     device: torch.device
     dtype: torch.dtype
     hashes: dict[str, str]
 
 
 @functools.lru_cache(maxsize=4)
-def _load_models_cached(device: str, dtype: torch.dtype, unet_file: str, stamp: tuple) -> Models:
+def _load_models_cached(device: str, dtype: torch.dtype, unet_file: str, selection_file: str,
+                        stamp: tuple) -> Models:
     enc, dec = weight_path("taef2_encoder"), weight_path("taef2_decoder")
     ae = load_taef2(enc, dec, device=device, dtype=dtype)
     unet = load_unet(unet_file, device=device, dtype=dtype)
@@ -95,18 +121,35 @@ def _load_models_cached(device: str, dtype: torch.dtype, unet_file: str, stamp: 
         "taef2_decoder": sha256_of(dec),
         "fusion_unet": sha256_of(Path(unet_file)),
     }
-    return Models(ae, unet, torch.device(device), dtype, hashes)
+    selection = None
+    if selection_file:
+        # The head is small and its softmax/guided filter want range: always float32.
+        selection = load_selection(selection_file, device=device, dtype=torch.float32)
+        hashes["selection_net"] = sha256_of(Path(selection_file))
+    return Models(ae, unet, selection, torch.device(device), dtype, hashes)
 
 
 def load_models(device: str | torch.device = "auto", precision: str = "auto",
-                unet_path: str | os.PathLike | None = None) -> Models:
-    """TAEF2 (from the registry) and a Fusion U-Net (the packaged one by default), cached."""
+                unet_path: str | os.PathLike | None = None,
+                selection_path: str | os.PathLike | None = None) -> Models:
+    """TAEF2 (from the registry), a Fusion U-Net and a selection head (the packaged ones by
+    default; the head only if its file exists), cached."""
     dev = resolve_device(device)
     dtype = resolve_dtype(precision, dev)
     path = Path(unet_path) if unet_path is not None else fusion_unet_path()
-    st = path.stat()
-    stamp = (st.st_size, st.st_mtime_ns, os.environ.get("VAEEDOF_WEIGHTS_DIR"))
-    return _load_models_cached(str(dev), dtype, str(path), stamp)
+    sel = Path(selection_path) if selection_path is not None else SELECTION_NET_FILE
+    sel_file = str(sel) if sel.is_file() or selection_path is not None else ""
+    stamps = [(p.stat().st_size, p.stat().st_mtime_ns) for p in (path, sel) if p.is_file()]
+    stamp = (*stamps, os.environ.get("VAEEDOF_WEIGHTS_DIR"))
+    return _load_models_cached(str(dev), dtype, str(path), sel_file, stamp)
+
+
+def check_mode(mode: str, models: Models) -> None:
+    """A clear error for an unknown mode, or pixel mode without the selection head."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "pixel" and models.selection is None:
+        selection_net_path()  # raises WeightsError with what to do
 
 
 def group_levels(n: int, group: int = GROUP) -> list[list[list[int]]]:
@@ -145,16 +188,6 @@ def fuse_latents(latents: torch.Tensor, unet: FusionUNet) -> tuple[torch.Tensor,
     return latents[0], calls
 
 
-def sharpness(planes: torch.Tensor, radius: int = 4) -> torch.Tensor:
-    """(Z, 3, H, W) -> (Z, H, W) local energy of the Laplacian of luminance, box-smoothed."""
-    lum = planes.float().mean(1, keepdim=True)
-    kernel = torch.tensor([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=lum.dtype, device=lum.device)
-    lap = F.conv2d(F.pad(lum, (1, 1, 1, 1), mode="replicate"), kernel[None, None])
-    size = 2 * radius + 1
-    return F.avg_pool2d(lap.square(), size, stride=1, padding=radius,
-                        count_include_pad=False)[:, 0]
-
-
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
@@ -168,36 +201,71 @@ def _batched(fn, x: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat([fn(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
 
 
+def output_maps(mode: str, error_map: bool) -> tuple[str, ...]:
+    """The maps `fuse_tile` returns after the image, in order."""
+    pixel = ("depth", "confidence", "fill") if mode == "pixel" else ()
+    return (("error",) if error_map else ()) + pixel
+
+
 @torch.inference_mode()
-def fuse_planes(planes: torch.Tensor, models: Models, *, error_map: bool = True,
-                batch: int = 8) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(Z, 3, H, W) RGB in [0, 1] -> fused (3, H, W) and error map (H, W) in the same units."""
+def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MODE,
+                error_map: bool = True, batch: int = 8,
+                pixels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """(Z, 3, H, W) RGB in [0, 1] -> {"image": (3, H, W)} plus (H, W) maps: "error" (with
+    error_map), and in pixel mode "depth" (expected plane index), "confidence" and "fill".
+
+    ``pixels`` (same shape, default ``planes``) are the values pixel mode blends: the tile's
+    unclipped values, so input pixels come out exactly as they went in.
+    """
+    check_mode(mode, models)
     x, (h, w) = _pad_to_multiple(planes.to(models.device, models.dtype), MULTIPLE)
     latents = _batched(models.ae.encode, x, batch)
     fused, _ = fuse_latents(latents, models.unet)
-    image = models.ae.decode(fused[None])[0, :, :h, :w].float()
-    if not error_map:
-        return image, None
-    recon = _batched(models.ae.decode, latents, batch)[..., :h, :w].float()
-    x = x[..., :h, :w].float()
-    err = (x - recon).abs().mean(1)
-    s = sharpness(x) + 1e-8
-    error = (err * s).sum(0) / s.sum(0)
-    return image, error
+    decoded = models.ae.decode(fused[None])[0].float()
+    out = {}
+    if mode == "latent":
+        out["image"] = decoded
+    else:
+        xf = x.float()
+        if x.shape[0] == 1:
+            weights = torch.ones_like(xf[:, 0])
+            fill = torch.zeros_like(xf[0, 0])
+        else:
+            logits, fill_logit = models.selection(latents[None].float(),
+                                                  sharpness_features(xf)[None])
+            weights = selection_weights(logits[0], xf, models.selection.detail)
+        source = xf if pixels is None else \
+            _pad_to_multiple(pixels.to(models.device, torch.float32), MULTIPLE)[0]
+        blend = blend_planes(source, weights)
+        if x.shape[0] > 1:
+            fill = fill_weight(fill_logit[0], luma(blend[None])[0])
+        out["image"] = compose(blend, decoded, fill)
+        out["depth"], out["confidence"] = depth_and_confidence(weights)
+        out["fill"] = fill
+    if error_map:
+        recon = _batched(models.ae.decode, latents, batch).float()
+        xf = x.float()
+        err = (xf - recon).abs().mean(1)
+        s = sharpness(xf) + 1e-8
+        out["error"] = (err * s).sum(0) / s.sum(0)
+    return {k: v[..., :h, :w] for k, v in out.items()}
 
 
 def fuse_tile(tile: np.ndarray, lo: np.ndarray, scale: np.ndarray, rgb: bool, models: Models,
-              *, error_map: bool = True, batch: int = 8) -> np.ndarray:
-    """Raw (Z, h, w, C) tile -> (h, w, C + E) float32: normalised fused channels, then E error
-    channels (E = 1 for RGB, C otherwise), each channel or RGB triple fused as one unit."""
+              *, mode: str = DEFAULT_MODE, error_map: bool = True, batch: int = 8) -> np.ndarray:
+    """Raw (Z, h, w, C) tile -> (h, w, C + U * len(output_maps)) float32: normalised fused
+    channels, then each map of `output_maps` for each of the U fusion units (U = 1 for RGB,
+    else C: each channel or RGB triple is fused as one unit)."""
     x = (np.asarray(tile, np.float32) - lo.astype(np.float32)) / scale.astype(np.float32)
-    t = torch.from_numpy(np.clip(x, 0, 1)).permute(0, 3, 1, 2)  # (Z, C, h, w)
-    units = [t] if rgb else [t[:, c : c + 1].expand(-1, 3, -1, -1) for c in range(t.shape[1])]
-    images, errors = [], []
-    for unit in units:
-        image, error = fuse_planes(unit, models, error_map=error_map, batch=batch)
-        images.append(image if rgb else image.mean(0, keepdim=True))
-        if error is not None:
-            errors.append(error[None])
-    out = torch.cat(images + errors).permute(1, 2, 0)
+    raw = torch.from_numpy(x).permute(0, 3, 1, 2)  # (Z, C, h, w), unclipped
+    t = raw.clamp(0, 1)
+
+    def as_units(a: torch.Tensor) -> list[torch.Tensor]:
+        return [a] if rgb else [a[:, c : c + 1].expand(-1, 3, -1, -1) for c in range(a.shape[1])]
+
+    results = [fuse_planes(u, models, mode=mode, error_map=error_map, batch=batch, pixels=p)
+               for u, p in zip(as_units(t), as_units(raw), strict=True)]
+    images = [r["image"] if rgb else r["image"].mean(0, keepdim=True) for r in results]
+    maps = [r[name][None] for name in output_maps(mode, error_map) for r in results]
+    out = torch.cat(images + maps).permute(1, 2, 0)
     return out.cpu().numpy().astype(np.float32)

@@ -23,7 +23,8 @@ from .baselines import laplacian_pyramid_fusion, variance_argmax_fusion
 from .metrics import METRIC_DIRECTIONS, difficulty_bins, evaluate, hard_pixel_mask
 
 HELDOUT_FIRST_SEED = 1_000_000
-METHODS = ("vaeedof", "vae_ceiling", "laplacian_pyramid", "variance_argmax")
+METHODS = ("vaeedof_pixel", "vaeedof_latent", "vae_ceiling", "laplacian_pyramid",
+           "variance_argmax")
 
 
 def vae_ceiling(truth: np.ndarray, unet_path=None) -> np.ndarray:
@@ -37,9 +38,14 @@ def vae_ceiling(truth: np.ndarray, unet_path=None) -> np.ndarray:
 
 def method_table(unet_path=None) -> dict[str, Callable]:
     """Each method: (planes (Z, H, W, 3) float, truth) -> fused (H, W, 3) float in [0, 1]."""
+
+    def ours(mode: str) -> Callable:
+        return lambda p, t: fuse_stack(p, unet_path=unet_path, device="cpu", mode=mode,
+                                       precision="float32", error_map=False).image
+
     return {
-        "vaeedof": lambda p, t: fuse_stack(p, unet_path=unet_path, device="cpu",
-                                           precision="float32", error_map=False).image,
+        "vaeedof_pixel": ours("pixel"),
+        "vaeedof_latent": ours("latent"),
         "vae_ceiling": lambda p, t: vae_ceiling(t, unet_path),
         "laplacian_pyramid": lambda p, t: laplacian_pyramid_fusion(p),
         "variance_argmax": lambda p, t: variance_argmax_fusion(p),
@@ -104,7 +110,7 @@ def to_markdown(result: dict) -> str:
     lines = [
         f"Held-out synthetic stacks: {result['n']} stacks of {result['size']} px "
         f"(seeds {HELDOUT_FIRST_SEED}..{HELDOUT_FIRST_SEED + result['n'] - 1}); "
-        f"mean hard-pixel fraction {s['vaeedof']['hard_fraction']:.3f}.",
+        f"mean hard-pixel fraction {s[METHODS[0]]['hard_fraction']:.3f}.",
         "",
         "| method | " + " | ".join(f"{c} {arrows[c]}" for c in cols) + " | s/stack |",
         "|---|" + "---|" * (len(cols) + 1),
@@ -115,8 +121,8 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {m} | {vals} | {result['seconds_per_stack'][m]:.2f} |")
     lines += ["", "Patch PSNR (32 px patches) by difficulty (fraction of hard pixels):",
               ""]
-    edges = [f"[{b['lo']:.2f}, {b['hi']:.2f}]" for b in s["vaeedof"]["difficulty_bins"]]
-    counts = [str(b["count"]) for b in s["vaeedof"]["difficulty_bins"]]
+    edges = [f"[{b['lo']:.2f}, {b['hi']:.2f}]" for b in s[METHODS[0]]["difficulty_bins"]]
+    counts = [str(b["count"]) for b in s[METHODS[0]]["difficulty_bins"]]
     lines += ["| method | " + " | ".join(edges) + " |", "|---|" + "---|" * len(edges),
               "| patches | " + " | ".join(counts) + " |"]
     for m, st in s.items():

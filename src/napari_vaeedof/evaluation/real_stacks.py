@@ -2,10 +2,12 @@
 
 For each stack folder under ``--stacks-dir`` (planes ``NN.<ext>``, as in shared/data/stacks):
 read it (optionally downsampled so its longer side is at most ``--max-side``), fuse it with
-`fuse_stack` (error map on), run the Laplacian-pyramid and variance-argmax baselines, and write
+`fuse_stack` in pixel-faithful mode (error map on) and in latent mode, run the Laplacian-pyramid
+and variance-argmax baselines, and write
 
-- ``<stack>_montage.png``: sharpest input plane | VAEEDOF | Laplacian pyramid | error map
-  (inferno, 0 to the 99.5th percentile), scaled down for display, with the two crop spots boxed;
+- ``<stack>_montage.png``: sharpest input plane | VAEEDOF pixel-faithful | VAEEDOF latent |
+  Laplacian pyramid | error map (inferno, 0 to the 99.5th percentile) | depth map (turbo) |
+  fill map, scaled down for display, with the two crop spots boxed;
 - ``<stack>_crops.png``: 1:1 crops of the same panels at (A) the highest error-map value and
   (B) the highest local gradient energy of the fused image;
 - ``real_stacks.csv`` and ``real_stacks.md``: per stack and method the mean gradient energy,
@@ -51,16 +53,18 @@ from ..engine.tiling import TileGrid
 from .baselines import laplacian_pyramid_fusion, variance_argmax_fusion
 from .seams import border_gradient_ratio
 
-METHODS = ("sharpest_plane", "vaeedof", "laplacian_pyramid", "variance_argmax")
+METHODS = ("sharpest_plane", "vaeedof", "vaeedof_latent", "laplacian_pyramid", "variance_argmax")
 LABELS = {
     "sharpest_plane": "sharpest input plane",
-    "vaeedof": "VAEEDOF (ours)",
+    "vaeedof": "VAEEDOF pixel-faithful (ours)",
+    "vaeedof_latent": "VAEEDOF latent (ours)",
     "laplacian_pyramid": "Laplacian pyramid",
     "variance_argmax": "variance argmax",
 }
 CSV_FIELDS = (
     "stack", "method", "planes", "height", "width", "orig_height", "orig_width", "downsample",
-    "grad_energy", "consistency", "border_ratio", "error_mean", "error_p99", "seconds",
+    "grad_energy", "consistency", "border_ratio", "fill_fraction", "error_mean", "error_p99",
+    "seconds",
     "tile_size", "overlap", "n_tiles", "device",
 )
 MAX_PNG_BYTES = 1_500_000
@@ -177,6 +181,32 @@ def inferno(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     for c in _INFERNO[::-1]:
         rgb = rgb * t + c
     return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+# Anton Mikhailov's Turbo colormap, polynomial fit by Ruofei Du (powers 0..5 of t).
+_TURBO = np.array([
+    [0.13572138, 0.09140261, 0.10667330],
+    [4.61539260, 2.19418839, 12.64194608],
+    [-42.66032258, 4.84296658, -60.58204836],
+    [132.13108234, -14.18503333, 110.36276771],
+    [-152.94239396, 4.27729857, -89.90310912],
+    [59.28637943, 2.82956604, 27.34824973],
+])
+
+
+def turbo(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Values -> (..., 3) uint8 turbo colours (blue = ``lo``, red = ``hi``): depth maps."""
+    t = np.clip((np.asarray(values, np.float64) - lo) / max(hi - lo, 1e-12), 0, 1)[..., None]
+    rgb = np.zeros((*t.shape[:-1], 3))
+    for c in _TURBO[::-1]:
+        rgb = rgb * t + c
+    return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def fill_rgb(fill: np.ndarray) -> np.ndarray:
+    """Fill map in [0, 1] -> magenta on black, as the plugin shows it."""
+    f = np.clip(np.asarray(fill, np.float64), 0, 1)
+    return np.rint(np.stack([f, np.zeros_like(f), f], -1) * 255).astype(np.uint8)
 
 
 def _to_rgb8(image: np.ndarray, scale: float) -> np.ndarray:
@@ -384,6 +414,12 @@ def evaluate_stack(folder: str | Path, out_dir: str | Path, *, max_side: int | N
     rep.seconds["vaeedof"] = time.perf_counter() - t0
     rep.metadata = result.metadata
     log(f"  VAEEDOF {rep.seconds['vaeedof']:.1f} s on {result.metadata['device']}")
+    t0 = time.perf_counter()
+    latent = fuse_stack(planes, axis=0, channel_axis=3 if planes.ndim == 4 else None,
+                        tile_size=tile_size, overlap=overlap, device=device, error_map=False,
+                        mode="latent", progress=progress, unet_path=unet_path)
+    rep.seconds["vaeedof_latent"] = time.perf_counter() - t0
+    log(f"  VAEEDOF latent mode {rep.seconds['vaeedof_latent']:.1f} s")
 
     floats = planes.astype(np.float32) / np.float32(unit)  # baselines work in [0, 1]
     images = {}
@@ -398,6 +434,7 @@ def evaluate_stack(folder: str | Path, out_dir: str | Path, *, max_side: int | N
     rep.sharpest = sharp
     images["sharpest_plane"] = planes[sharp].astype(np.float32) * np.float32(to255)
     images["vaeedof"] = result.image.astype(np.float32) * np.float32(to255)
+    images["vaeedof_latent"] = latent.image.astype(np.float32) * np.float32(to255)
     planes255 = planes if unit == 255 else (planes.astype(np.float32) * np.float32(to255))
     error = np.asarray(result.error, np.float32) * np.float32(to255)
 
@@ -413,7 +450,8 @@ def evaluate_stack(folder: str | Path, out_dir: str | Path, *, max_side: int | N
                "border_ratio": border_gradient_ratio(img, grid),
                "seconds": rep.seconds.get(name, 0.0)}
         if name == "vaeedof":
-            row.update(error_mean=float(error.mean()), error_p99=float(np.percentile(error, 99)),
+            row.update(fill_fraction=float((result.fill > 0).mean()),
+                       error_mean=float(error.mean()), error_p99=float(np.percentile(error, 99)),
                        tile_size=meta["tile_size"], overlap=meta["overlap"],
                        n_tiles=meta["n_tiles"], device=meta["device"])
         rep.rows.append(row)
@@ -423,8 +461,11 @@ def evaluate_stack(folder: str | Path, out_dir: str | Path, *, max_side: int | N
     panels = [
         Panel(f"sharpest input (plane {sharp:02d})", _to_rgb8(images["sharpest_plane"], 255)),
         Panel(LABELS["vaeedof"], _to_rgb8(images["vaeedof"], 255)),
+        Panel(LABELS["vaeedof_latent"], _to_rgb8(images["vaeedof_latent"], 255)),
         Panel(LABELS["laplacian_pyramid"], _to_rgb8(images["laplacian_pyramid"], 255)),
-        Panel(f"VAEEDOF error map (0-{hi:.3g})", inferno(error, 0.0, hi), (0.0, hi)),
+        Panel(f"error map (0-{hi:.3g})", inferno(error, 0.0, hi), (0.0, hi)),
+        Panel(f"depth (turbo, plane 0-{z - 1})", turbo(result.depth, 0, max(z - 1, 1))),
+        Panel(f"fill map ({100 * (result.fill > 0).mean():.1f}% > 0)", fill_rgb(result.fill)),
     ]
     size = f"{w}x{h}" + (f" (1/{factor:.3g} of {orig[1]}x{orig[0]})" if factor > 1 else "")
     n = meta["n_tiles"]
@@ -469,10 +510,11 @@ def write_tables(reports: list[StackReport], out_dir: str | Path, command: str =
         "(lower = fewer values that no input holds; 0 for per-pixel plane selection). "
         "`border_ratio`: gradient across VAEEDOF's tile borders over that elsewhere (1.0 = no "
         "seam; for the untiled baselines it is the value on the same lines without seams). "
-        "`error`: VAEEDOF's reconstruction-error map, mean and 99th percentile.", "",
+        "`fill`: fraction of pixels whose fill map is above 0 (content not taken from the "
+        "planes). `error`: VAEEDOF's reconstruction-error map, mean and 99th percentile.", "",
         "| stack | planes | original | fused at | downsample | tiles | device | read s "
-        "| VAEEDOF s | Laplacian s | variance s | total s |",
-        "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| VAEEDOF s | latent mode s | Laplacian s | variance s | total s |",
+        "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for rep in reports:
         m, s = rep.metadata, rep.seconds
@@ -480,17 +522,20 @@ def write_tables(reports: list[StackReport], out_dir: str | Path, command: str =
             f"| {rep.name} | {rep.shape[0]} | {rep.orig[1]}x{rep.orig[0]} | "
             f"{rep.shape[2]}x{rep.shape[1]} | {rep.factor:.3g} | {m.get('n_tiles', '')} "
             f"({m.get('tile_size', '')} px) | {m.get('device', '')} | {s.get('read', 0):.1f} | "
-            f"{s.get('vaeedof', 0):.1f} | {s.get('laplacian_pyramid', 0):.1f} | "
+            f"{s.get('vaeedof', 0):.1f} | {s.get('vaeedof_latent', 0):.1f} | "
+            f"{s.get('laplacian_pyramid', 0):.1f} | "
             f"{s.get('variance_argmax', 0):.1f} | {sum(s.values()):.1f} |")
-    lines += ["", "| stack | method | grad_energy | consistency | border_ratio | error_mean "
-              "| error_p99 | seconds |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", "| stack | method | grad_energy | consistency | border_ratio | fill "
+              "| error_mean | error_p99 | seconds |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for rep in reports:
         for row in rep.rows:
             label = LABELS[row["method"]]
             if row["method"] == "sharpest_plane":
                 label += f" ({rep.sharpest:02d})"
             vals = [_fmt(row.get(k, "")) for k in ("grad_energy", "consistency", "border_ratio",
-                                                    "error_mean", "error_p99", "seconds")]
+                                                    "fill_fraction", "error_mean", "error_p99",
+                                                    "seconds")]
             lines.append(f"| {rep.name} | {label} | " + " | ".join(vals) + " |")
     for rep in reports:
         lines += ["", f"## {rep.name}", ""]

@@ -52,6 +52,7 @@ REGISTRY: dict[str, WeightFile] = {
 #: Our own Fusion U-Net weights ship inside the package.
 PACKAGED_DIR = Path(__file__).parent / "weights"
 FUSION_UNET_FILE = PACKAGED_DIR / "fusion_unet.safetensors"
+SELECTION_NET_FILE = PACKAGED_DIR / "selection_net.safetensors"
 
 
 def cache_dir() -> Path:
@@ -148,3 +149,14 @@ def fusion_unet_path() -> Path:
             "napari-vaeedof or train them with `napari-vaeedof train`."
         )
     return FUSION_UNET_FILE
+
+
+def selection_net_path() -> Path:
+    """The packaged selection head weights (safetensors), used by the pixel-faithful mode."""
+    if not SELECTION_NET_FILE.is_file():
+        raise WeightsError(
+            f"The packaged selection head weights are missing ({SELECTION_NET_FILE}); reinstall "
+            "napari-vaeedof, train them with `napari-vaeedof train --config selection`, or use "
+            "mode='latent'."
+        )
+    return SELECTION_NET_FILE

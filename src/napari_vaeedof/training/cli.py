@@ -5,19 +5,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+RECIPES = {"unet": "default.toml", "selection": "selection.toml"}
+
 
 def _train(args: argparse.Namespace) -> int:
     from .train import load_config, train
 
-    cfg = load_config(args.config, args.set)
-    path = train(cfg, resume=not args.fresh)
+    config = args.config
+    if config is not None and str(config) in RECIPES:
+        config = Path(__file__).with_name(RECIPES[str(config)])
+    cfg = load_config(config, args.set)
+    if cfg.get("model", {}).get("kind") == "selection":
+        from .train_selection import train_selection
+
+        path = train_selection(cfg, resume=not args.fresh)
+    else:
+        path = train(cfg, resume=not args.fresh)
     print(f"EMA weights: {path}")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train the Fusion U-Net on synthetic stacks")
-    p.add_argument("--config", type=Path, help="TOML recipe (default: the shipped one)")
+    p = sub.add_parser("train", help="train the Fusion U-Net or the selection head on "
+                       "synthetic stacks")
+    p.add_argument("--config", type=Path,
+                   help="TOML recipe, or 'unet' (the default) / 'selection' for the shipped ones")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=200")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
