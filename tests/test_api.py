@@ -56,7 +56,7 @@ def test_every_input_kind_round_trips_shape_dtype_and_range(rgb_stack, random_un
 def test_pixel_mode_keeps_the_planes_own_values_where_nothing_is_filled():
     """Shipped weights, several tiles, float input outside [0, 1] (clipped for the models):
     where the fill map is 0 the output is p0 + t (p1 - p0), one t in [0, 1] for all channels."""
-    planes = make_stack(11, size=128, n_planes=2, kind="photo", gray=False).planes
+    planes = make_stack(12, size=128, n_planes=2, kind="photo", gray=False).planes
     stack = planes.astype(np.float64) * 7 - 2
     stack[0, :8, :8] = 9.0  # far above the normalisation's percentile: clipped for the models
     result = fuse_stack(stack, tile_size=64, precision="float32", error_map=False)
@@ -108,7 +108,8 @@ def test_progress_is_reported_per_tile_and_metadata_says_what_ran(random_unet):
     assert seen == [(i, n) for i in range(n + 1)]
     meta = result.metadata
     assert meta["n_planes"] == 2 and meta["unet_calls_per_unit"] == 1
-    assert set(meta["weights_sha256"]) == {"taef2_encoder", "taef2_decoder", "fusion_unet"}
+    assert set(meta["weights_sha256"]) == {"taef2_encoder", "taef2_decoder", "fusion_unet",
+                                           "selection_net"}  # pixel mode: all four files
 
 
 def test_closing_the_iterator_stops_between_tiles(random_unet):
@@ -148,7 +149,8 @@ def test_bad_input_gets_a_one_line_message(stack, kwargs, message, random_unet):
 
 @pytest.mark.slow
 def test_tiling_leaves_no_seam():
-    """1024 px, untiled versus 256 px tiles (quarter overlap), shipped weights.
+    """1024 px, untiled versus 256 px tiles (quarter overlap), shipped weights, latent mode
+    (every pixel decoded: where tiling could show most).
 
     Tiles see less context than the whole plane (GroupNorm statistics in the VAE and U-Net,
     attention), so outputs differ a little everywhere: measured mean |diff| 3.4 and p99 16 (of
@@ -157,9 +159,10 @@ def test_tiling_leaves_no_seam():
     (tests/test_seams.py), the bound.
     """
     stack = quantize(make_stack(11, size=1024, n_planes=3, kind="photo").planes, np.uint8)
-    untiled = fuse_stack(stack, tile_size=1024, precision="float32", error_map=False).image
+    untiled = fuse_stack(stack, tile_size=1024, precision="float32", error_map=False,
+                         mode="latent").image
     tiled = fuse_stack(stack, tile_size=256, overlap=64, precision="float32",
-                       error_map=False).image
+                       error_map=False, mode="latent").image
     report = seam_report(tiled, untiled, TileGrid.build(1024, 1024, 256, 64))
     print(report)
     assert report["mean_abs_diff"] < 5

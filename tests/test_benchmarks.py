@@ -61,7 +61,8 @@ def test_quality_synthetic_table_has_every_method_and_the_ceiling(tmp_path, weig
     for r in means.values():
         assert math.isfinite(float(r["psnr"])) and 0 < float(r["ssim"]) <= 1
     md = (tmp_path / "quality_synthetic.md").read_text()
-    assert "VAEEDOF (ours)" in md and "Machine:" in md and "load average" in md
+    assert "VAEEDOF pixel-faithful (ours, default)" in md
+    assert "Machine:" in md and "load average" in md
     meta = json.loads((tmp_path / "quality_meta.json").read_text())
     assert meta["weights"]["status"] and meta["status"]["ours:vaeedof"] == "ok"
 

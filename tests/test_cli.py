@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import tifffile
 
@@ -39,8 +41,8 @@ def test_fuse_writes_depth_and_fill_maps_in_z_units(tmp_path, random_unet):
     assert 0 <= d.min() and d.max() <= 5.0  # 3 planes 2.5 um apart
     assert 0 <= f.min() and f.max() <= 1
     with tifffile.TiffFile(depth) as tif:
-        assert '"depth_unit": "micron"' in tif.imagej_metadata["Info"] or \
-            '"depth_unit": "um"' in tif.imagej_metadata["Info"]
+        info = json.loads(tif.imagej_metadata["Info"])
+    assert info["output"] == "depth" and info["depth_unit"] in ("µm", "um", "micron")
     assert main(["fuse", str(path), "-o", str(tmp_path / "b.tif"), "--mode", "latent",
                  "--fill-map", str(tmp_path / "f2.tif")]) == 2
     assert not (tmp_path / "b.tif").exists() and not (tmp_path / "f2.tif").exists()

@@ -120,7 +120,8 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_
         "device": str(models.device),
         "precision": str(models.dtype).removeprefix("torch."),
         "normalization": {"lo": norm.lo.tolist(), "hi": norm.hi.tolist()},
-        "weights_sha256": dict(models.hashes),
+        "weights_sha256": {k: v for k, v in models.hashes.items()
+                           if mode == "pixel" or k != "selection_net"},  # the files used
     }
     return _Plan(layout, grid, tiles, channels + units * len(maps), norm.lo, norm.scale, maps,
                  positions, metadata)

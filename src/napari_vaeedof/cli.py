@@ -65,11 +65,18 @@ def _fuse(args: argparse.Namespace) -> int:
 
 
 def _weights(args: argparse.Namespace) -> int:
-    from .models.weights import REGISTRY, cache_dir, fusion_unet_path, weight_path
+    from .models.weights import (
+        REGISTRY,
+        cache_dir,
+        fusion_unet_path,
+        selection_net_path,
+        weight_path,
+    )
 
     for name in REGISTRY:
         print(f"{name}: {weight_path(name, allow_download=args.download)}")
     print(f"fusion_unet: {fusion_unet_path()}")
+    print(f"selection_net: {selection_net_path()}")
     print(f"cache: {cache_dir()}")
     return 0
 
