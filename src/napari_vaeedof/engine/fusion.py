@@ -222,11 +222,11 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
     latents = _batched(models.ae.encode, x, batch)
     fused, _ = fuse_latents(latents, models.unet)
     decoded = models.ae.decode(fused[None])[0].float()
+    xf = x.float()
     out = {}
     if mode == "latent":
         out["image"] = decoded
     else:
-        xf = x.float()
         if x.shape[0] == 1:
             weights = torch.ones_like(xf[:, 0])
             fill = torch.zeros_like(xf[0, 0])
@@ -244,7 +244,6 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
         out["fill"] = fill
     if error_map:
         recon = _batched(models.ae.decode, latents, batch).float()
-        xf = x.float()
         err = (xf - recon).abs().mean(1)
         s = sharpness(xf) + 1e-8
         out["error"] = (err * s).sum(0) / s.sum(0)

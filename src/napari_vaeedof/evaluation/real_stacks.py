@@ -174,13 +174,18 @@ def _unit_scale(dtype: np.dtype) -> float:
 # ----------------------------------------------------------------------------- drawing
 
 
-def inferno(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Values -> (..., 3) uint8 inferno colours, ``lo``..``hi`` spread over the map."""
+def _poly_colormap(table: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Values -> (..., 3) uint8 colours of a polynomial colormap fit (rows: powers of t)."""
     t = np.clip((np.asarray(values, np.float64) - lo) / max(hi - lo, 1e-12), 0, 1)[..., None]
     rgb = np.zeros((*t.shape[:-1], 3))
-    for c in _INFERNO[::-1]:
+    for c in table[::-1]:
         rgb = rgb * t + c
     return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def inferno(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Values -> (..., 3) uint8 inferno colours, ``lo``..``hi`` spread over the map."""
+    return _poly_colormap(_INFERNO, values, lo, hi)
 
 
 # Anton Mikhailov's Turbo colormap, polynomial fit by Ruofei Du (powers 0..5 of t).
@@ -196,11 +201,7 @@ _TURBO = np.array([
 
 def turbo(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Values -> (..., 3) uint8 turbo colours (blue = ``lo``, red = ``hi``): depth maps."""
-    t = np.clip((np.asarray(values, np.float64) - lo) / max(hi - lo, 1e-12), 0, 1)[..., None]
-    rgb = np.zeros((*t.shape[:-1], 3))
-    for c in _TURBO[::-1]:
-        rgb = rgb * t + c
-    return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    return _poly_colormap(_TURBO, values, lo, hi)
 
 
 def fill_rgb(fill: np.ndarray) -> np.ndarray:

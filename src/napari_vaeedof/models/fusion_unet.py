@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .serialize import load_module, read_metadata, save_module
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -118,32 +120,15 @@ class FusionUNet(nn.Module):
 def save_unet(model: FusionUNet, path: str | Path, metadata: dict[str, str] | None = None,
               dtype: torch.dtype = torch.float16) -> None:
     """Write weights as safetensors with the config (and any provenance) in the header."""
-    from safetensors.torch import save_file
-
-    cfg = asdict(model.config)
-    meta = {"config": json.dumps(cfg), **(metadata or {})}
-    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata=meta)
+    save_module(model, asdict(model.config), path, metadata, dtype)
 
 
 def load_unet(path: str | Path, device: str | torch.device = "cpu",
               dtype: torch.dtype = torch.float32) -> FusionUNet:
     """Read a safetensors file written by `save_unet`; strict, eval mode, frozen."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    cfg = json.loads(meta["config"])
+    cfg = json.loads(read_metadata(path)["config"])
     config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
-    model = FusionUNet(config)
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-    model.requires_grad_(False)
-    return model.eval().to(device=device, dtype=dtype)
+    return load_module(FusionUNet(config), path, device, dtype)
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+__all__ = ["FusionUNet", "UNetConfig", "load_unet", "read_metadata", "save_unet"]

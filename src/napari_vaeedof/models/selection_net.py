@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .serialize import load_module, read_metadata, save_module
+
 
 @dataclass(frozen=True)
 class SelectionConfig:
@@ -101,22 +103,11 @@ def save_selection(model: SelectionNet, path: str | Path,
                    metadata: dict[str, str] | None = None,
                    dtype: torch.dtype = torch.float16) -> None:
     """Write weights as safetensors with the config (and any provenance) in the header."""
-    from safetensors.torch import save_file
-
-    meta = {"config": json.dumps(asdict(model.config)), **(metadata or {})}
-    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata=meta)
+    save_module(model, asdict(model.config), path, metadata, dtype)
 
 
 def load_selection(path: str | Path, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> SelectionNet:
     """Read a safetensors file written by `save_selection`; strict, eval mode, frozen."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    model = SelectionNet(SelectionConfig(**json.loads(meta["config"])))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-    model.requires_grad_(False)
-    return model.eval().to(device=device, dtype=dtype)
+    config = SelectionConfig(**json.loads(read_metadata(path)["config"]))
+    return load_module(SelectionNet(config), path, device, dtype)

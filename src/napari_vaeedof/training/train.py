@@ -51,6 +51,25 @@ class EMA:
             e.lerp_(p.detach(), 1 - d)
 
 
+def load_checkpoint(path: Path, model: torch.nn.Module, ema: EMA,
+                    opt: torch.optim.Optimizer) -> int:
+    """Restore model, EMA and optimiser from ``path``; returns the step it was saved at."""
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    ema.model.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    return int(state["step"])
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, ema: EMA, opt: torch.optim.Optimizer,
+                    step: int) -> None:
+    """Write model, EMA and optimiser atomically (a temp file moved into place)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(),
+                "opt": opt.state_dict(), "step": step}, tmp)
+    tmp.replace(path)
+
+
 def _lr(step: int, cfg: dict) -> float:
     t = cfg["train"]
     if step < t["warmup"]:
@@ -83,11 +102,7 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
     step = 0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
+        step = load_checkpoint(ckpt, model, ema, opt)
         log(f"resumed at step {step}")
     rng = np.random.default_rng([t["seed"], step])
     torch.manual_seed(t["seed"] + step)
@@ -118,10 +133,7 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
             if step % 500 == 0:
                 log(f"step {step}: loss {mean:.4f} lr {lr:.1e} ({elapsed:.0f} s)")
         if step % t["checkpoint_every"] == 0 or step == t["steps"]:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(),
-                        "opt": opt.state_dict(), "step": step}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, model, ema, opt, step)
             save_unet(ema.model, out / "fusion_unet.safetensors", _provenance(cfg, step))
     return out / "fusion_unet.safetensors"
 

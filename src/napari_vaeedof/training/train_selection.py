@@ -28,7 +28,7 @@ from ..engine.compose import (
 from ..engine.fusion import load_models
 from ..models.selection_net import SelectionConfig, SelectionNet, save_selection
 from .pixel_data import PixelStacks, build_pixel_cache
-from .train import EMA, _lr
+from .train import EMA, _lr, load_checkpoint, save_checkpoint
 
 
 def example_losses(model: SelectionNet, ex: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -76,11 +76,7 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
     step = 0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
+        step = load_checkpoint(ckpt, model, ema, opt)
         log(f"resumed at step {step}")
     rng = np.random.default_rng([t["seed"], step])
     log_path = out / "loss.csv"
@@ -114,10 +110,7 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
                     f"{mean[2]:.3f}, fill {mean[3]:.3f}) detail {model.detail.item():.3f} "
                     f"lr {lr:.1e} ({elapsed:.0f} s)")
         if step % t["checkpoint_every"] == 0 or step == t["steps"]:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(),
-                        "opt": opt.state_dict(), "step": step}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, model, ema, opt, step)
             save_selection(ema.model, out / "selection_net.safetensors",
                            {"status": "trained", "steps": str(step), "recipe": json.dumps(cfg),
                             "weights": "EMA of the training weights",
