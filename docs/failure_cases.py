@@ -1,6 +1,7 @@
 """Pictures of the held-out stacks where our fusion falls furthest below the VAE ceiling.
 
-Run from the repository root after `napari-vaeedof evaluate` (reads docs/evaluation/heldout.json)::
+Run from the repository root after `napari-vaeedof evaluate --legacy` (reads
+docs/evaluation/heldout.json)::
 
     VAEEDOF_WEIGHTS_DIR=../shared/models python docs/failure_cases.py
 """

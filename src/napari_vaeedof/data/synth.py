@@ -19,7 +19,7 @@ layer with cached PSF spectra; time grows ~ with pixels x planes x layers (1024 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -31,6 +31,7 @@ from . import textures as tex
 Shape = tuple[int, int]
 KINDS = ("photo", "microscopy")
 PSF_FOR_KIND = {"photo": "disk", "microscopy": "gauss"}
+PSFS = ("disk", "gauss", "widefield")
 MAX_LAYERS = 7
 _RADIUS_STEP = 0.125  # PSF radii are quantised to this (px) so spectra can be cached
 _MIN_BLUR = 0.25  # radii below this render sharp (a disk of radius < 0.5 px is a delta anyway)
@@ -45,7 +46,24 @@ class SynthStack:
     depth: np.ndarray  # (H, W) float32, depth of the front-most alpha > 0.5 surface
     focus: np.ndarray  # (Z,) float32, focus depth of each plane
     gray: bool  # True when the scene is grayscale
-    kind: str  # "photo" or "microscopy"
+    kind: str  # "photo" or "microscopy"; "family:look" from families.make_family_stack
+    info: dict = field(default_factory=dict)  # acquisition settings (families: bits, order, ...)
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """A family's noise-free rendering before acquisition (noise, bit depth, plane order).
+
+    planes (Z, H, W, C) and ground_truth (H, W, C) are float32 in [0, 1] with C = 1 for gray
+    scenes and 3 for colour; planes come in increasing focus depth; depth (H, W) float32 is the
+    true depth of the visible content in focus units (NaN where it has none); focus (Z,).
+    """
+
+    planes: np.ndarray
+    ground_truth: np.ndarray
+    depth: np.ndarray
+    focus: np.ndarray
+    look: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +80,12 @@ class Layer:
 
 
 def psf_kernel(psf: str, radius: float, shape: Shape) -> np.ndarray:
-    """Normalised PSF of blur radius `radius` px on an (h, w) grid centred at [0, 0] (wrapped)."""
+    """Normalised PSF of blur radius `radius` px on an (h, w) grid centred at [0, 0] (wrapped).
+
+    `psf` is one of `PSFS`: "disk" (a photographic lens), "gauss" (a Gaussian of sigma
+    radius / 2 with an Airy-like ring, brightfield microscopy) or "widefield" (fluorescence: a
+    core of sigma radius / 4 and a disk halo of `radius`, the halo's share radius / (radius + 3)).
+    """
     dy = (sfft.fftfreq(shape[0]) * shape[0])[:, None]
     dx = (sfft.fftfreq(shape[1]) * shape[1])[None, :]
     dist = np.hypot(dy, dx)
@@ -75,13 +98,23 @@ def psf_kernel(psf: str, radius: float, shape: Shape) -> np.ndarray:
         if radius >= 1.5:  # widefield defocus shows a bright outer ring
             ring = np.exp(-((dist - radius) ** 2) / (2 * 0.6**2))
             k = 0.75 * k + 0.25 * ring / ring.sum()
+    elif psf == "widefield":
+        # Fluorescence widefield defocus: a sharp core (sigma radius / 4) plus a wide halo (a
+        # disk of `radius` with a bright rim) whose share of the flux grows with the defocus.
+        core = np.exp(-(dist**2) / (2 * max(radius / 4, 0.3) ** 2))
+        disk = np.clip(radius + 0.5 - dist, 0, 1)
+        rim = np.exp(-((dist - radius) ** 2) / (2 * 0.8**2))
+        halo = 0.7 * disk / disk.sum() + 0.3 * rim / rim.sum()
+        share = radius / (radius + 3.0)
+        k = (1 - share) * core / core.sum() + share * halo
     else:
-        raise ValueError(f"unknown psf {psf!r}; expected 'disk' or 'gauss'")
+        raise ValueError(f"unknown psf {psf!r}; expected one of {PSFS}")
     return (k / k.sum()).astype(np.float32)
 
 
 @lru_cache(maxsize=256)
-def _psf_spectrum(psf: str, radius: float, fft_shape: Shape) -> np.ndarray:
+def psf_spectrum(psf: str, radius: float, fft_shape: Shape) -> np.ndarray:
+    """Real rfft2 spectrum (read-only, cached) of `psf_kernel` on an `fft_shape` grid."""
     # The kernel is point-symmetric, so its spectrum is real: store half the numbers.
     spec = sfft.rfft2(psf_kernel(psf, radius, fft_shape)).real.astype(np.float32)
     spec.setflags(write=False)
@@ -89,7 +122,60 @@ def _psf_spectrum(psf: str, radius: float, fft_shape: Shape) -> np.ndarray:
 
 
 def _psf_extent(psf: str, radius: float) -> int:
-    return int(np.ceil((1.6 if psf == "gauss" else 1.0) * radius)) + 2
+    margin = 4 if psf == "widefield" else 2  # the widefield rim reaches past the radius
+    return int(np.ceil((1.6 if psf == "gauss" else 1.0) * radius)) + margin
+
+
+def quantize_radii(radii: np.ndarray) -> np.ndarray:
+    """Blur radii rounded to the 1/8 px grid on which PSF spectra are cached."""
+    return np.round(np.asarray(radii, np.float64) / _RADIUS_STEP) * _RADIUS_STEP
+
+
+def fft_geometry(shape: Shape, psf: str, max_radius: float) -> tuple[int, Shape]:
+    """Reflection pad (px) and FFT shape for blurring an (H, W) image by up to `max_radius`."""
+    pad = _psf_extent(psf, max_radius)
+    return pad, (
+        sfft.next_fast_len(shape[0] + 2 * pad, True),
+        sfft.next_fast_len(shape[1] + 2 * pad, True),
+    )
+
+
+def padded_spectrum(
+    image: np.ndarray, pad: int, fft_shape: Shape, mode: str = "reflect"
+) -> np.ndarray:
+    """rfft2 of a (..., H, W) image padded by `pad` px (`mode` as np.pad) to `fft_shape`."""
+    h, w = image.shape[-2:]
+    widths = [(0, 0)] * (image.ndim - 2) + [
+        (pad, fft_shape[0] - h - pad),
+        (pad, fft_shape[1] - w - pad),
+    ]
+    return sfft.rfft2(np.pad(image, widths, mode=mode))
+
+
+def defocus_blur(
+    image: np.ndarray,
+    radii: np.ndarray,
+    psf: str,
+    geometry: tuple[int, Shape] | None = None,
+    mode: str = "reflect",
+) -> np.ndarray:
+    """Blur a (C, H, W) image by each PSF radius in `radii` (K,) px -> (K, C, H, W) float32.
+
+    Radii are rounded to the 1/8 px cache grid; those under a quarter pixel leave the image
+    sharp. `geometry` is (pad, fft_shape) from `fft_geometry` (default: fitted to the largest
+    radius); `mode` is np.pad's border rule ("symmetric" conserves the total flux exactly).
+    """
+    radii = quantize_radii(np.atleast_1d(radii))
+    c, h, w = image.shape
+    pad, fft_shape = geometry or fft_geometry((h, w), psf, float(radii.max(initial=0.0)))
+    out = np.broadcast_to(image.astype(np.float32), (len(radii), c, h, w)).copy()
+    todo = np.flatnonzero(radii >= _MIN_BLUR)
+    if todo.size:
+        spec = padded_spectrum(image, pad, fft_shape, mode)
+        kern = np.stack([psf_spectrum(psf, float(radii[k]), fft_shape) for k in todo])
+        full = sfft.irfft2(spec[None] * kern[:, None], s=fft_shape)
+        out[todo] = full[..., pad : pad + h, pad : pad + w]
+    return out
 
 
 def render(
@@ -105,10 +191,8 @@ def render(
     order = sorted(range(len(layers)), key=lambda i: -layers[i].depth)
     h, w, c = layers[0].colour.shape
     depths = np.array([layer.depth for layer in layers])
-    radii = np.round(aperture * np.abs(depths[:, None] - focus[None, :]) / _RADIUS_STEP)
-    radii *= _RADIUS_STEP
-    pad = _psf_extent(psf, float(radii.max(initial=0.0)))
-    fft_shape = (sfft.next_fast_len(h + 2 * pad, True), sfft.next_fast_len(w + 2 * pad, True))
+    radii = quantize_radii(aperture * np.abs(depths[:, None] - focus[None, :]))
+    geometry = fft_geometry((h, w), psf, float(radii.max(initial=0.0)))
     planes = np.zeros((len(focus), c, h, w), np.float32)
     sharp = np.zeros((c, h, w), np.float32)
     depth_map = np.full((h, w), depths[order[0]], np.float32)
@@ -118,18 +202,7 @@ def render(
         pm = np.concatenate([np.moveaxis(layer.colour, -1, 0) * alpha, alpha[None]])
         sharp = pm[:c] + (1 - pm[c]) * sharp
         depth_map[alpha > 0.5] = layer.depth
-        blurred = np.broadcast_to(pm, (len(focus), *pm.shape)).copy()
-        todo = np.flatnonzero(radii[i] >= _MIN_BLUR)
-        if todo.size:
-            padded = np.pad(
-                pm,
-                ((0, 0), (pad, fft_shape[0] - h - pad), (pad, fft_shape[1] - w - pad)),
-                mode="reflect",
-            )
-            spec = sfft.rfft2(padded)
-            kern = np.stack([_psf_spectrum(psf, float(radii[i, k]), fft_shape) for k in todo])
-            out = sfft.irfft2(spec[None] * kern[:, None], s=fft_shape)
-            blurred[todo] = out[..., pad : pad + h, pad : pad + w]
+        blurred = defocus_blur(pm, radii[i], psf, geometry)
         planes = blurred[:, :c] + (1 - blurred[:, c:]) * planes
     planes = np.clip(np.moveaxis(planes, 1, -1), 0, 1)
     return planes, np.clip(np.moveaxis(sharp, 0, -1), 0, 1), depth_map
@@ -446,10 +519,14 @@ def make_stack(
     gray: bool | None = None,
     noise: bool = True,
     shuffle: bool = False,
+    step_blur: float | None = None,
 ) -> SynthStack:
     """One random layered scene rendered at n_planes focus depths (random 2-7 when None).
 
     n_layers counts the background (one layer even when tilted) and the subjects (random 2-7).
+    step_blur (px) sets the blur radius per plane step (the aperture becomes
+    step_blur * (n_planes - 1) px per unit depth); None keeps the default 8-12 px per unit depth
+    at 256 px, about 1.7 px per step for 7 planes. It does not change the random draws.
 
     Returns planes (Z, H, W, 3) in increasing focus depth (random order with shuffle=True,
     focus permuted alike), ground_truth (H, W, 3), depth (H, W) and focus (Z,), all float32.
@@ -469,6 +546,10 @@ def make_stack(
 
     scale = min(shape) / 256
     aperture = rng.uniform(8, 12) * scale  # blur radius (px) per unit depth difference
+    if step_blur is not None:
+        if not step_blur >= 0:
+            raise ValueError(f"step_blur must be >= 0 px, got {step_blur}")
+        aperture = max(float(step_blur) * max(z - 1, 1), 1e-3)
     focus = focus_depths(rng, z, kind)
     n_fg = int(rng.integers(1, MAX_LAYERS))
     if n_layers is not None:
