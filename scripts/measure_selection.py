@@ -42,8 +42,8 @@ def main() -> None:
             lat = m.ae.encode(x)
             decoded = m.ae.decode(fuse_latents(lat, m.unet)[0][None])[0]
             logits, fill_logit = m.selection(lat[None], C.sharpness_features(x)[None])
-            w = C.selection_weights(logits[0], x, m.selection.detail)
-            blend = C.blend_planes(x, w)
+            w = C.selection_weights(logits[0], x)
+            blend = C.blend_bands(x, C.band_weights(w, x))
             fill = C.fill_weight(fill_logit[0], C.luma(blend[None])[0])
             err = (x - torch.from_numpy(gt).permute(2, 0, 1)[None]).abs().amax(1)
             idx = err.argmin(0)[None, None].expand(1, 3, *err.shape[1:])

@@ -5,12 +5,17 @@ import torch.nn.functional as F
 
 from napari_vaeedof.engine.compose import (
     FILL_DEAD,
-    blend_planes,
+    band_weights,
+    blend_bands,
     box_mean,
+    collapse,
     compose,
+    departure,
     depth_and_confidence,
     fill_weight,
     guided_filter,
+    laplacian_pyramid,
+    pixel_blend,
     selection_weights,
     sharpness,
     sharpness_features,
@@ -50,11 +55,58 @@ def test_selection_weights_are_convex_at_full_resolution():
 
 
 def test_a_confident_logit_selects_that_planes_pixels_exactly():
+    """The head is sure of plane 1 and the others hold no competing detail (out of focus):
+    the output is plane 1's pixels."""
     planes = torch.rand(3, 3, 32, 32)
+    planes[0], planes[2] = planes[0].mean(), planes[2].mean()
     logits = torch.full((3, 4, 4), -30.0)
     logits[1] = 30.0
-    w = selection_weights(logits, planes)
-    torch.testing.assert_close(blend_planes(planes, w), planes[1])
+    no_fill = torch.full((4, 4), -30.0)
+    image, _, fill = pixel_blend(logits, no_fill, planes)
+    assert fill.max() == 0
+    torch.testing.assert_close(image, planes[1])
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (37, 50), (9, 5)])
+def test_the_laplacian_pyramid_collapses_to_its_input_exactly(shape):
+    x = torch.rand(2, 3, *shape, dtype=torch.float64)
+    bands = laplacian_pyramid(x, 3)
+    assert len(bands) == 4 and bands[-1].shape[-2:] == tuple((n + 7) // 8 for n in shape)
+    torch.testing.assert_close(collapse(bands), x)
+
+
+def test_band_weights_are_convex_in_every_band():
+    planes = torch.rand(4, 3, 64, 48)
+    coarse = selection_weights(torch.randn(4, 8, 6) * 3, planes)
+    for w in band_weights(coarse, planes):
+        assert w.min() >= 0
+        torch.testing.assert_close(w.sum(0), torch.ones_like(w[0]))
+
+
+def test_undecided_head_takes_each_region_from_its_sharp_plane():
+    """The head says nothing (equal logits): band energy alone puts the astronaut's detail back,
+    on the left from plane 0 and on the right from plane 1, far closer than their average."""
+    from conftest import two_focus_stack
+
+    stack, sharp = two_focus_stack(96)
+    planes = torch.from_numpy(stack).permute(0, 3, 1, 2)
+    coarse = selection_weights(torch.zeros(2, 12, 12), planes)
+    out = blend_bands(planes, band_weights(coarse, planes)).permute(1, 2, 0).numpy()
+    inner = (slice(8, -8), np.r_[8:40, 56:88])
+    err_bands = np.abs(out - sharp)[inner].mean()
+    err_mean = np.abs(stack.mean(0) - sharp)[inner].mean()
+    assert err_bands < 0.25 * err_mean
+
+
+def test_band_blend_stays_within_the_planes_range():
+    """A pyramid blend overshoots at edges; the output may not leave what the planes bracket."""
+    planes = torch.zeros(2, 3, 32, 32)
+    planes[0, :, :, 16:] = 1.0  # a hard edge in plane 0, flat plane 1
+    planes[1] = 0.5
+    coarse = torch.stack([torch.ones(32, 32), torch.zeros(32, 32)])
+    coarse[:, :, 14:18] = 0.5
+    out = blend_bands(planes, band_weights(coarse, planes))
+    assert torch.all(out >= planes.amin(0)) and torch.all(out <= planes.amax(0))
 
 
 def test_fill_is_exactly_zero_below_the_dead_zone_and_one_above():
@@ -105,17 +157,42 @@ def test_sharpness_features_are_per_latent_cell_relative_to_the_other_planes():
     assert np.mean((f[0, 0, :, :4] > f[1, 0, :, :4]).numpy()) > 0.9
 
 
-def test_detail_moves_undecided_weight_to_the_locally_sharper_plane():
-    from conftest import two_focus_stack
+def _lettering(size: int = 64) -> torch.Tensor:
+    """(3, size, size) white strokes on a dark board, one pixel to three wide."""
+    img = torch.full((3, size, size), 0.15)
+    for k, x in enumerate(range(6, size - 6, 9)):
+        img[:, 8 : size - 8, x : x + 1 + k % 3] = 0.95
+    img[:, 30:33, 6 : size - 6] = 0.95
+    return img
 
-    stack, _ = two_focus_stack(96)
-    planes = torch.from_numpy(stack).permute(0, 3, 1, 2)
-    undecided = torch.zeros(2, 12, 12)
-    even = selection_weights(undecided, planes, detail=0.0)
-    torch.testing.assert_close(even, torch.full_like(even, 0.5))
-    w = selection_weights(undecided, planes, detail=1.0)
-    torch.testing.assert_close(w.sum(0), torch.ones(96, 96))
-    assert w[0, :, :40].mean() > 0.8 and w[1, :, 56:].mean() > 0.8  # plane 0 sharp on the left
-    decided = torch.zeros(2, 12, 12)
-    decided[1] = 30.0  # the network is sure: detail does not overrule it
-    assert selection_weights(decided, planes, detail=1.0)[1].min() > 0.99
+
+def test_departure_is_zero_where_the_output_is_a_planes_own_pixels():
+    crisp = _lettering()
+    planes = torch.stack([crisp, F.avg_pool2d(crisp[None], 5, 1, 2)[0]])
+    assert departure(crisp, planes).max() == 0
+    assert departure(planes[1], planes).max() == 0
+
+
+def test_departure_marks_fog_and_ghost_rings_on_lettering():
+    """The PCB failure: crisp letters in plane 0, a blurred and shifted (breathing) copy in
+    plane 1; an output that blends the two (fog, a doubled edge) matches neither plane."""
+    crisp = _lettering()
+    ghost = torch.roll(F.avg_pool2d(crisp[None], 5, 1, 2)[0], shifts=3, dims=-1)
+    planes = torch.stack([crisp, ghost])
+    fog = 0.5 * (crisp + ghost)
+    d = departure(fog, planes)
+    letters = (crisp[0] > 0.5)
+    assert d[letters].mean() > 0.1  # a tenth of the full range on the strokes
+    assert d[letters].mean() > 5 * departure(crisp, planes)[letters].mean() + 0.05
+
+
+def test_no_fill_where_every_plane_shows_the_same_content():
+    """A stack whose planes agree (all in focus) keeps its pixels even where the head asks
+    for fill: nothing is hidden, so nothing may be synthesised."""
+    plane = _lettering()
+    planes = torch.stack([plane, plane + 0.5 / 255, plane])
+    full_fill = torch.full((8, 8), 30.0)
+    _, _, fill = pixel_blend(torch.zeros(3, 8, 8), full_fill, planes)
+    assert fill.max() == 0
+    different = torch.stack([plane, F.avg_pool2d(plane[None], 5, 1, 2)[0]])
+    assert pixel_blend(torch.zeros(2, 8, 8), full_fill, different)[2].max() == 1

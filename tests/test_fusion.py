@@ -77,17 +77,13 @@ def test_odd_plane_sizes_are_padded_and_cropped(models, mode):
     assert 0 <= out["image"].min() and out["image"].max() <= 1
 
 
-def test_pixel_mode_where_fill_is_zero_is_a_convex_blend_of_the_planes(models):
-    planes = torch.rand(2, 3, 64, 64)
+def test_pixel_mode_where_fill_is_zero_stays_within_the_planes_values(models):
+    planes = torch.rand(3, 3, 64, 64)
     out = fuse_planes(planes, models, mode="pixel", error_map=False)
     free = out["fill"] == 0
     assert free.any()
-    # two planes: image = p0 + t (p1 - p0) with one t in [0, 1] for all three channels
-    p0, p1, img = planes[0], planes[1], out["image"]
-    d = p1 - p0
-    t = ((img - p0) * d).sum(0) / d.square().sum(0)
-    torch.testing.assert_close(img[:, free], (p0 + t * d)[:, free], atol=1e-5, rtol=0)
-    assert t[free].min() >= -1e-5 and t[free].max() <= 1 + 1e-5
+    img = out["image"][:, free]
+    assert torch.all(img >= planes.amin(0)[:, free]) and torch.all(img <= planes.amax(0)[:, free])
 
 
 def test_pixel_mode_depth_is_the_expected_plane_index(models):

@@ -34,7 +34,7 @@ def test_shipped_weights_are_the_trained_ema():
     meta = read_metadata(selection_net_path())
     assert meta["status"] == "trained" and meta["weights"] == "EMA of the training weights"
     assert int(meta["steps"]) >= 2000
-    assert load_selection(selection_net_path()).detail.item() > 0
+    assert load_selection(selection_net_path()).config.width == 48
 
 
 @pytest.mark.parametrize("mode", ["pixel", "latent"])
@@ -70,17 +70,21 @@ def test_shipped_weights_fuse_near_the_vae_ceiling(tmp_path):
 
 
 @pytest.mark.slow
-def test_pixel_mode_beats_the_laplacian_pyramid():
+@pytest.mark.parametrize(("noise", "floor"), [(True, 37.2), (False, 40.1)])
+def test_pixel_mode_beats_the_laplacian_pyramid(noise, floor):
+    """Noisy planes (blending can average noise away) and noise-free planes (it cannot: only
+    keeping each plane's detail wins), both against the noise-free truth."""
     ours, pyramid, ours_ssim, pyramid_ssim = [], [], [], []
     for seed in SEEDS:
-        st = make_stack(seed, size=128)
+        st = make_stack(seed, size=128, noise=noise)
         fused = fuse_stack(st.planes, precision="float32", error_map=False).image
         lap = np.clip(laplacian_pyramid_fusion(st.planes), 0, 1)
         ours.append(psnr(fused, st.ground_truth))
         pyramid.append(psnr(lap, st.ground_truth))
         ours_ssim.append(ssim(fused, st.ground_truth))
         pyramid_ssim.append(ssim(lap, st.ground_truth))
-    # measured 37.61 vs 35.59 dB, SSIM 0.973 vs 0.951: a 0.5 dB drop or a lead under 1 dB fails
-    assert np.mean(ours) > 37.1
+    # measured (band composition): noisy 37.71 vs 35.59 dB, SSIM 0.965 vs 0.951; noise-free
+    # 40.62 vs 38.08 dB, SSIM 0.990 vs 0.987: a 0.5 dB drop or a lead under 1 dB fails
+    assert np.mean(ours) > floor
     assert np.mean(ours) - np.mean(pyramid) > 1.0
     assert np.mean(ours_ssim) > np.mean(pyramid_ssim)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,10 @@ from ..models.weights import (
     weight_path,
 )
 from .compose import (
-    blend_planes,
     compose,
+    departure,
     depth_and_confidence,
-    fill_weight,
-    luma,
-    selection_weights,
+    pixel_blend,
     sharpness,
     sharpness_features,
 )
@@ -172,8 +171,10 @@ def pad_group(indices: list[int], group: int = GROUP) -> list[int]:
     return [indices[i % len(indices)] for i in range(group)]
 
 
-def fuse_latents(latents: torch.Tensor, unet: FusionUNet) -> tuple[torch.Tensor, int]:
-    """(N, C, h, w) latents -> ((C, h, w) fused latent, number of group fusions run)."""
+def fuse_latents(latents: torch.Tensor, unet: FusionUNet,
+                 progress: Callable[[str, int], None] | None = None) -> tuple[torch.Tensor, int]:
+    """(N, C, h, w) latents -> ((C, h, w) fused latent, number of group fusions run);
+    ``progress("fuse", groups)`` is called after each U-Net call."""
     n_in = unet.config.n_inputs
     calls = 0
     for groups in group_levels(latents.shape[0], n_in):
@@ -183,6 +184,8 @@ def fuse_latents(latents: torch.Tensor, unet: FusionUNet) -> tuple[torch.Tensor,
             batch = torch.stack([latents[pad_group(g, n_in)].flatten(0, 1) for g in fusable])
             out = unet(batch)
             calls += len(fusable)
+            if progress is not None:
+                progress("fuse", len(fusable))
             fused = {g[0]: out[k] for k, g in enumerate(fusable)}
         latents = torch.stack([fused[g[0]] if len(g) > 1 else latents[g[0]] for g in groups])
     return latents[0], calls
@@ -197,8 +200,15 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tupl
     return x, (h, w)
 
 
-def _batched(fn, x: torch.Tensor, batch: int) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
+def _batched(fn, x: torch.Tensor, batch: int, progress: Callable[[str, int], None] | None = None,
+             stage: str = "") -> torch.Tensor:
+    """fn over batches of x; ``progress(stage, n)`` after each batch of n."""
+    out = []
+    for i in range(0, x.shape[0], batch):
+        out.append(fn(x[i : i + batch]))
+        if progress is not None:
+            progress(stage, out[-1].shape[0])
+    return torch.cat(out)
 
 
 def output_maps(mode: str, error_map: bool) -> tuple[str, ...]:
@@ -210,40 +220,54 @@ def output_maps(mode: str, error_map: bool) -> tuple[str, ...]:
 @torch.inference_mode()
 def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MODE,
                 error_map: bool = True, batch: int = 8,
-                pixels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                pixels: torch.Tensor | None = None,
+                progress: Callable[[str, int], None] | None = None) -> dict[str, torch.Tensor]:
     """(Z, 3, H, W) RGB in [0, 1] -> {"image": (3, H, W)} plus (H, W) maps: "error" (with
     error_map), and in pixel mode "depth" (expected plane index), "confidence" and "fill".
 
     ``pixels`` (same shape, default ``planes``) are the values pixel mode blends: the tile's
     unclipped values, so input pixels come out exactly as they went in.
+
+    ``progress(stage, n)``, if given, is called after each step of work: ("encode", planes)
+    after each encoder batch, ("fuse", groups) after each U-Net call, ("compose", 1) once the
+    image is made (decoded, and composed in pixel mode), ("decode", planes) after each decoder
+    batch of the error map. It may raise to stop the fusion (the exception goes through;
+    nothing is returned).
     """
     check_mode(mode, models)
     x, (h, w) = _pad_to_multiple(planes.to(models.device, models.dtype), MULTIPLE)
-    latents = _batched(models.ae.encode, x, batch)
-    fused, _ = fuse_latents(latents, models.unet)
-    decoded = models.ae.decode(fused[None])[0].float()
+    latents = _batched(models.ae.encode, x, batch, progress, "encode")
+    fused, _ = fuse_latents(latents, models.unet, progress)
+
+    def decode_fused() -> torch.Tensor:
+        return models.ae.decode(fused[None])[0].float()
+
     xf = x.float()
     out = {}
     if mode == "latent":
-        out["image"] = decoded
+        out["image"] = decode_fused()
     else:
+        source = xf if pixels is None else \
+            _pad_to_multiple(pixels.to(models.device, torch.float32), MULTIPLE)[0]
         if x.shape[0] == 1:
             weights = torch.ones_like(xf[:, 0])
-            fill = torch.zeros_like(xf[0, 0])
+            blend, fill = source[0], torch.zeros_like(xf[0, 0])
         else:
             logits, fill_logit = models.selection(latents[None].float(),
                                                   sharpness_features(xf)[None])
-            weights = selection_weights(logits[0], xf, models.selection.detail)
-        source = xf if pixels is None else \
-            _pad_to_multiple(pixels.to(models.device, torch.float32), MULTIPLE)[0]
-        blend = blend_planes(source, weights)
-        if x.shape[0] > 1:
-            fill = fill_weight(fill_logit[0], luma(blend[None])[0])
-        out["image"] = compose(blend, decoded, fill)
+            blend, weights, fill = pixel_blend(logits[0], fill_logit[0], xf, source)
+        # The decoded latent fusion only where it is used: not at all in a tile without fill.
+        out["image"] = compose(blend, decode_fused(), fill) if fill.any() else blend
         out["depth"], out["confidence"] = depth_and_confidence(weights)
         out["fill"] = fill
-    if error_map:
-        recon = _batched(models.ae.decode, latents, batch).float()
+    if progress is not None:
+        progress("compose", 1)
+    if error_map and mode == "pixel":
+        # The output is composed from the input values: its departure from what the planes
+        # show (fill, composition) is what a user needs to see; no VAE decode of the planes.
+        out["error"] = departure(out["image"], source)
+    elif error_map:
+        recon = _batched(models.ae.decode, latents, batch, progress, "decode").float()
         err = (xf - recon).abs().mean(1)
         s = sharpness(xf) + 1e-8
         out["error"] = (err * s).sum(0) / s.sum(0)
@@ -251,10 +275,12 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
 
 
 def fuse_tile(tile: np.ndarray, lo: np.ndarray, scale: np.ndarray, rgb: bool, models: Models,
-              *, mode: str = DEFAULT_MODE, error_map: bool = True, batch: int = 8) -> np.ndarray:
+              *, mode: str = DEFAULT_MODE, error_map: bool = True, batch: int = 8,
+              progress: Callable[[str, int], None] | None = None) -> np.ndarray:
     """Raw (Z, h, w, C) tile -> (h, w, C + U * len(output_maps)) float32: normalised fused
     channels, then each map of `output_maps` for each of the U fusion units (U = 1 for RGB,
-    else C: each channel or RGB triple is fused as one unit)."""
+    else C: each channel or RGB triple is fused as one unit). ``progress`` as in
+    `fuse_planes`, for each unit in turn."""
     x = (np.asarray(tile, np.float32) - lo.astype(np.float32)) / scale.astype(np.float32)
     raw = torch.from_numpy(x).permute(0, 3, 1, 2)  # (Z, C, h, w), unclipped
     t = raw.clamp(0, 1)
@@ -262,7 +288,8 @@ def fuse_tile(tile: np.ndarray, lo: np.ndarray, scale: np.ndarray, rgb: bool, mo
     def as_units(a: torch.Tensor) -> list[torch.Tensor]:
         return [a] if rgb else [a[:, c : c + 1].expand(-1, 3, -1, -1) for c in range(a.shape[1])]
 
-    results = [fuse_planes(u, models, mode=mode, error_map=error_map, batch=batch, pixels=p)
+    results = [fuse_planes(u, models, mode=mode, error_map=error_map, batch=batch, pixels=p,
+                           progress=progress)
                for u, p in zip(as_units(t), as_units(raw), strict=True)]
     images = [r["image"] if rgb else r["image"].mean(0, keepdim=True) for r in results]
     maps = [r[name][None] for name in output_maps(mode, error_map) for r in results]

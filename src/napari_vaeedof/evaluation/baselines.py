@@ -1,14 +1,17 @@
 """Classical focus-stack fusion baselines run side by side with the model.
 
-Stacks are float arrays in [0, 1] of shape (Z, H, W) or (Z, H, W, C); any H, W.
+Stacks are float arrays in [0, 1] of shape (Z, H, W) or (Z, H, W, C); any H, W. Methods:
+Laplacian pyramid, variance argmax and maximum-intensity projection.
 Outputs are float32 (H, W) or (H, W, C) in [0, 1].
 """
 
 import numpy as np
+import torch
 from scipy import ndimage
 
+from ..engine.compose import collapse, laplacian_pyramid
+
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_BURT_ADELSON = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # 5-tap binomial generating kernel
 
 
 def _as_stack(planes: np.ndarray) -> np.ndarray:
@@ -23,29 +26,6 @@ def _luma(st: np.ndarray) -> np.ndarray:
     if st.ndim == 3:
         return st
     return st @ _LUMA if st.shape[-1] == 3 else st.mean(axis=-1)
-
-
-def _blur(a: np.ndarray, axis: int) -> np.ndarray:
-    # mode="mirror" is reflect-101 (d c b | a b c d), the usual pyramid border rule
-    return ndimage.correlate1d(a, _BURT_ADELSON, axis=axis, mode="mirror")
-
-
-def _reduce(a: np.ndarray) -> np.ndarray:
-    """Blur and halve axes 1, 2 of (Z, H, W[, C]); odd sizes keep the last sample (ceil)."""
-    return _blur(_blur(a, 1)[:, ::2], 2)[:, :, ::2]
-
-
-def _expand(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Upsample axes 1, 2 of (Z, h', w'[, C]) by 2 (zero insertion, blur, gain 4), crop to h, w."""
-    for axis, n in ((1, h), (2, w)):
-        shape = list(a.shape)
-        shape[axis] *= 2
-        z = np.zeros(shape, dtype=a.dtype)
-        idx = [slice(None)] * a.ndim
-        idx[axis] = slice(0, None, 2)
-        z[tuple(idx)] = 2 * a
-        a = np.take(_blur(z, axis), np.arange(n), axis=axis)
-    return a
 
 
 def _pick(st: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -68,17 +48,15 @@ def laplacian_pyramid_fusion(planes: np.ndarray, levels: int | None = None) -> n
         levels = max(1, int(np.floor(np.log2(min(h, w) / 8))))
     levels = int(min(max(levels, 0), max_levels))
 
+    # The engine's pyramid (Burt-Adelson kernel, reflect-101 borders), one owner of the steps.
+    x = torch.from_numpy(st if st.ndim == 4 else st[..., None]).permute(0, 3, 1, 2)
+    bands = laplacian_pyramid(x.double(), levels)
     details = []
-    gauss = st
-    for _ in range(levels):
-        low = _reduce(gauss)
-        lap = gauss - _expand(low, *gauss.shape[1:3])
-        activity = np.abs(lap) if lap.ndim == 3 else np.abs(lap).sum(axis=-1)
-        details.append(_pick(lap, np.argmax(activity, axis=0)))
-        gauss = low
-    out = gauss.mean(axis=0)
-    for lap in reversed(details):
-        out = _expand(out[None], *lap.shape[:2])[0] + lap
+    for lap in bands[:-1]:
+        pick = lap.abs().sum(1, keepdim=True).argmax(0, keepdim=True)  # over colour channels
+        details.append(torch.gather(lap, 0, pick.expand(1, *lap.shape[1:])))
+    out = collapse([*details, bands[-1].mean(0, keepdim=True)])[0].permute(1, 2, 0).numpy()
+    out = out if st.ndim == 4 else out[..., 0]
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -103,5 +81,21 @@ def variance_argmax_fusion(
     if sigma > 0:
         var = ndimage.gaussian_filter(var, sigma=(0, sigma, sigma), mode="reflect")
     index = np.argmax(var, axis=0).astype(np.int64)
+    fused = np.clip(_pick(st, index), 0.0, 1.0)
+    return (fused, index) if return_index else fused
+
+
+def max_projection(
+    planes: np.ndarray, return_index: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Maximum-intensity projection of (Z, H, W[, C]) -> (H, W[, C]) float32 in [0, 1].
+
+    Per pixel, the plane with the largest luma (BT.601 for 3 channels, channel mean otherwise)
+    is taken whole, so colours are never mixed; for a single channel this is ``planes.max(0)``,
+    what napari users do with fluorescence stacks. With ``return_index=True`` also returns the
+    (H, W) int64 plane index map.
+    """
+    st = _as_stack(planes)
+    index = np.argmax(_luma(st), axis=0).astype(np.int64)
     fused = np.clip(_pick(st, index), 0.0, 1.0)
     return (fused, index) if return_index else fused

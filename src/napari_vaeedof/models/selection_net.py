@@ -54,8 +54,9 @@ class Exchange(nn.Module):
 
 class SelectionNet(nn.Module):
     """(B, Z, C, h, w) latents and (B, Z, 1, h, w) sharpness -> selection (B, Z, h, w) and fill
-    (B, h, w) logits. ``detail`` is a learned scalar: how much full-resolution sharpness
-    refines the selection after upsampling (`engine.compose.selection_weights`)."""
+    (B, h, w) logits. ``detail`` is a learned scalar of the first composition (a full-resolution
+    sharpness refinement); the band-by-band composition (`engine.compose.band_weights`) does
+    not use it. It stays so that the shipped file, trained with it, loads strictly."""
 
     def __init__(self, config: SelectionConfig | None = None):
         super().__init__()

@@ -17,16 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.compose import (
-    blend_planes,
-    compose,
-    fill_weight,
-    luma,
-    selection_weights,
-    sharpness_features,
-)
+from ..engine.compose import compose, pixel_blend, sharpness_features
 from ..engine.fusion import load_models
-from ..models.selection_net import SelectionConfig, SelectionNet, save_selection
+from ..models.selection_net import SelectionConfig, SelectionNet, load_selection, save_selection
+from ..models.weights import selection_net_path
 from .pixel_data import PixelStacks, build_pixel_cache
 from .train import EMA, _lr, load_checkpoint, save_checkpoint
 
@@ -35,9 +29,7 @@ def example_losses(model: SelectionNet, ex: dict[str, torch.Tensor]) -> dict[str
     """The three loss terms of one example (see the module docstring)."""
     planes, truth, decoded, good = ex["planes"], ex["truth"], ex["decoded"], ex["good"]
     logits, fill_logit = model(ex["latents"][None], sharpness_features(planes)[None])
-    weights = selection_weights(logits[0], planes, model.detail)
-    blend = blend_planes(planes, weights)
-    fill = fill_weight(fill_logit[0], luma(blend[None].detach())[0])
+    blend, weights, fill = pixel_blend(logits[0], fill_logit[0], planes)
     out = compose(blend, decoded, fill)
     pixel = (out - truth).abs().mean()
 
@@ -78,6 +70,14 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
     if resume and ckpt.exists():
         step = load_checkpoint(ckpt, model, ema, opt)
         log(f"resumed at step {step}")
+    elif t.get("init"):
+        # Warm start: a previous run's EMA weights ("shipped": the packaged head), so that
+        # sessions add up; training and EMA weights both start from them.
+        init = selection_net_path() if t["init"] == "shipped" else Path(t["init"])
+        start = load_selection(init)
+        model.load_state_dict(start.state_dict())
+        ema.model.load_state_dict(start.state_dict())
+        log(f"warm start from {init}")
     rng = np.random.default_rng([t["seed"], step])
     log_path = out / "loss.csv"
     if step == 0:
@@ -107,7 +107,7 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
                         + f",{lr:.2e},{elapsed:.1f}\n")
             if step % 250 == 0:
                 log(f"step {step}: loss {mean[0]:.4f} (pixel {mean[1]:.4f}, select "
-                    f"{mean[2]:.3f}, fill {mean[3]:.3f}) detail {model.detail.item():.3f} "
+                    f"{mean[2]:.3f}, fill {mean[3]:.3f}) "
                     f"lr {lr:.1e} ({elapsed:.0f} s)")
         if step % t["checkpoint_every"] == 0 or step == t["steps"]:
             save_checkpoint(ckpt, model, ema, opt, step)
