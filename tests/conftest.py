@@ -1,8 +1,13 @@
-"""Shared fixtures: real TAEF2 weights (VAEEDOF_WEIGHTS_DIR), small real stacks, a random U-Net."""
+"""Shared fixtures: real TAEF2 weights (VAEEDOF_WEIGHTS_DIR, ../shared/models beside the repo, or
+the download cache), small real stacks, a random U-Net; viewer tests skipped without a display."""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +15,82 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("VAEEDOF_WEIGHTS_DIR", str(REPO.parent / "shared" / "models"))
+if (REPO.parent / "shared" / "models" / "taef2_encoder.pth").is_file():  # the project's layout
+    os.environ.setdefault("VAEEDOF_WEIGHTS_DIR", str(REPO.parent / "shared" / "models"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+#: What the viewer tests need from the system (Debian/Ubuntu names; the README lists them too).
+VIEWER_PACKAGES = (
+    "xvfb xauth libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libglib2.0-0 libfontconfig1 "
+    "libfreetype6 libdbus-1-3 libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 "
+    "libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 "
+    "libxcb-xfixes0 libxcb-xkb1 libxcb-glx0 fonts-dejavu-core"
+)
+
+
+@functools.cache
+def viewer_problem() -> str | None:
+    """Why a Qt application cannot start here (None if it can), tried in a subprocess: without
+    a display or Qt's xcb libraries Qt aborts the whole process, minutes into the run."""
+    hint = (f"run the tests under `xvfb-run -a` with these system packages installed "
+            f"(Debian/Ubuntu): apt-get install {VIEWER_PACKAGES}")
+    if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return f"no display (DISPLAY is not set); {hint}"
+    code = "from qtpy.QtWidgets import QApplication; QApplication([])"
+    try:
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60)
+    except subprocess.TimeoutExpired:
+        return f"a Qt application did not start within 60 s; {hint}"
+    if run.returncode == 0:
+        return None
+    said = [line for line in run.stderr.splitlines() if line.startswith("qt.qpa")] or \
+        [line for line in run.stderr.splitlines() if line.strip()][-1:]
+    missing = ""
+    try:
+        import PyQt6
+
+        xcb = Path(PyQt6.__file__).parent / "Qt6/plugins/platforms/libqxcb.so"
+        if xcb.is_file() and shutil.which("ldd"):
+            ldd = subprocess.run(["ldd", str(xcb)], capture_output=True, text=True).stdout
+            libs = [line.split()[0] for line in ldd.splitlines() if "not found" in line]
+            missing = f"; missing libraries: {', '.join(libs)}" if libs else ""
+    except ImportError:
+        pass
+    return f"Qt cannot start (exit {run.returncode}: {' / '.join(said) or 'no message'})" \
+        f"{missing}; {hint}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Viewer tests are skipped with the reason when no Qt application can start (or, with
+    VAEEDOF_REQUIRE_VIEWER=1 as in CI, the run stops at once with it)."""
+    viewer = [item for item in items if item.get_closest_marker("viewer")]
+    problem = viewer_problem() if viewer else None
+    if problem is None:
+        return
+    if os.environ.get("VAEEDOF_REQUIRE_VIEWER") == "1":
+        raise pytest.UsageError(f"the napari viewer tests cannot run: {problem}")
+    skip = pytest.mark.skip(reason=f"needs a display: {problem}")
+    for item in viewer:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
-    path = Path(os.environ["VAEEDOF_WEIGHTS_DIR"])
-    if not (path / "taef2_encoder.pth").is_file():
-        pytest.fail(f"TAEF2 weights not found in VAEEDOF_WEIGHTS_DIR={path}")
-    return path
+    """The folder the TAEF2 files are found in (VAEEDOF_WEIGHTS_DIR, else the download cache that
+    the first fusion fills); tests do not download."""
+    from napari_vaeedof.models.weights import WeightsError, weight_path
+
+    try:
+        folders = {weight_path(name, allow_download=False).parent
+                   for name in ("taef2_encoder", "taef2_decoder")}
+    except WeightsError as exc:
+        pytest.fail(f"TAEF2 weights not found (run `napari-vaeedof weights`): {exc}")
+    if len(folders) > 1:
+        pytest.fail(f"The TAEF2 encoder and decoder are in different folders: {folders}")
+    return folders.pop()
 
 
 @pytest.fixture(scope="session")

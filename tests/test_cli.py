@@ -63,3 +63,46 @@ def test_existing_output_survives_a_failed_run(tmp_path):
     out.write_bytes(b"previous good result")
     assert main(["fuse", str(tmp_path / "missing.tif"), "-o", str(out)]) == 2
     assert out.read_bytes() == b"previous good result"
+
+
+def test_piped_progress_is_one_plain_line_per_tile(tmp_path, random_unet, capsys):
+    from napari_vaeedof.data.synth import make_stack, quantize
+
+    path = tmp_path / "wide.tif"
+    tifffile.imwrite(path, quantize(make_stack(7, size=(64, 128), n_planes=3, gray=True)
+                                    .planes[..., 0], np.uint8), imagej=True,
+                    metadata={"axes": "ZYX"})
+    assert main(["fuse", str(path), "-o", str(tmp_path / "f.tif"), "--unet", str(random_unet),
+                 "--tile-size", "64"]) == 0
+    err = capsys.readouterr().err  # not a terminal here
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(" done")[0] for line in lines[:-1]] == ["tiles 1/3", "tiles 2/3",
+                                                               "tiles 3/3"]
+    assert "elapsed" in lines[0] and lines[-1].startswith("fused 3x64x128 uint8")
+
+
+def test_weights_reports_missing_files_and_exits_0(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("VAEEDOF_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("VAEEDOF_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert "taef2_encoder.pth: MISSING" in out and "taef2_decoder.pth: MISSING" in out
+    assert f"looked in {tmp_path / 'cache' / 'weights'}: not there" in out
+    assert "napari-vaeedof weights --fetch" in out
+    assert "https://github.com/madebyollin/taesd/raw/" in out
+
+
+def test_weights_found_in_the_weights_dir(weights_dir, capsys):
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert f"taef2_encoder.pth: found {weights_dir / 'taef2_encoder.pth'}" in out
+    assert "All weights are in place." in out
+
+
+def test_weights_fetch_that_fails_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("VAEEDOF_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("VAEEDOF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAEEDOF_WEIGHTS_URL", "http://127.0.0.1:9/")  # discard port: refused
+    assert main(["weights", "--fetch"]) == 2
+    assert "Could not download" in capsys.readouterr().err

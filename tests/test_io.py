@@ -1,3 +1,7 @@
+import os
+import stat
+import sys
+
 import numpy as np
 import pytest
 import tifffile
@@ -64,3 +68,20 @@ def test_written_tiff_keeps_pixel_size(tmp_path, shape):
 
         assert _tiff_resolution(tif)[:2] == ((0.5, 0.25), "µm")
     assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]  # no temporary left behind
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_written_tiff_mode_follows_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path):
+    image = np.zeros((8, 8), np.uint8)
+    before = os.umask(0o022)
+    try:
+        a = write_tiff(tmp_path / "a.tif", image)
+        os.umask(0o002)
+        b = write_tiff(tmp_path / "b.tif", image)
+        os.chmod(a, 0o640)
+        write_tiff(a, image + 1)  # replaced: keeps the mode it had
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(b.stat().st_mode) == 0o664
+    assert stat.S_IMODE(a.stat().st_mode) == 0o640 and tifffile.imread(a).max() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif"]  # no temp files

@@ -132,3 +132,19 @@ def test_not_a_stack_returns_none(tmp_path):
     other.write_bytes(b"")
     for path in (single, rgb, garbage, empty, other, tmp_path / "missing.tif"):
         assert get_reader(str(path)) is None, path
+
+
+@pytest.mark.viewer
+@pytest.mark.parametrize("filename", ["pcb board.tiff", "PCB.v2.OME.TIF"])
+def test_a_single_tiff_opens_as_one_layer_named_after_the_file(make_napari_viewer, tmp_path,
+                                                               filename):
+    path = tmp_path / filename
+    data = np.arange(3 * 16 * 16, dtype=np.uint16).reshape(3, 16, 16)
+    if "OME" in filename:
+        tifffile.imwrite(path, data, ome=True, metadata={"axes": "ZYX"})
+    else:
+        tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZYX"})
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="napari-vaeedof")
+    assert layer.name == filename.rsplit(".OME", 1)[0].removesuffix(".tiff")
+    np.testing.assert_array_equal(layer.data, data)

@@ -3,7 +3,16 @@ import itertools
 import numpy as np
 import pytest
 
-from napari_vaeedof.engine.tiling import ALIGN, TileGrid, assemble, ramp_1d, tile_starts
+from napari_vaeedof.engine.tiling import (
+    ALIGN,
+    MAX_AUTO_TILE,
+    TILE_PLANE_BUDGET,
+    TileGrid,
+    assemble,
+    auto_tile_size,
+    ramp_1d,
+    tile_starts,
+)
 
 
 @pytest.mark.parametrize("size", [100, 256, 257, 700, 1000, 4096, 5440])
@@ -49,3 +58,32 @@ def test_blend_is_a_smooth_ramp_between_disagreeing_tiles():
     steps = np.abs(np.diff(row))
     assert steps.max() <= 1.5 / 128  # one tile's value reaches the other over the overlap
     assert row[0] == 0 and row[-1] == len(grid.xs) - 1
+
+
+@pytest.mark.parametrize("size", [(64, 64), (100, 300), (512, 700), (768, 768)])
+def test_a_plane_up_to_the_largest_auto_tile_is_one_tile(size):
+    tile = auto_tile_size(*size)
+    assert tile % ALIGN == 0 and tile <= MAX_AUTO_TILE
+    assert len(TileGrid.build(*size, tile, tile // 4)) == 1
+    assert tile - ALIGN < max(size)  # the smallest such tile
+
+
+@pytest.mark.parametrize("size", [(769, 769), (1024, 1024), (2000, 1500), (5000, 5000)])
+def test_auto_tiles_do_no_more_work_than_512_px_tiles(size):
+    def work(tile):
+        grid = TileGrid.build(*size, tile, tile // 4)
+        return sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in grid.boxes)
+
+    tile = auto_tile_size(*size)
+    assert 64 <= tile <= MAX_AUTO_TILE and tile % ALIGN == 0
+    assert work(tile) <= work(512)
+    assert work(tile) == min(work(t) for t in range(64, MAX_AUTO_TILE + 1, ALIGN))
+
+
+@pytest.mark.parametrize("planes", [11, 30, 100])
+def test_deep_stacks_get_smaller_auto_tiles_but_not_below_512(planes):
+    assert auto_tile_size(768, 768, planes=10) == 768
+    small = auto_tile_size(768, 768, planes=planes)
+    assert small < 768 and len(TileGrid.build(768, 768, small, small // 4)) == 4
+    tile = auto_tile_size(4000, 4000, planes=planes)
+    assert tile <= max(512, (TILE_PLANE_BUDGET / planes) ** 0.5)

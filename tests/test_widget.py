@@ -7,13 +7,20 @@ run has several tiles and takes a second or two on a CPU.
 
 from __future__ import annotations
 
+import time
+
 import dask.array as da
 import numpy as np
 import pytest
 
 from napari_vaeedof import fuse_layer
 from napari_vaeedof._sample_data import STACK_NAME
-from napari_vaeedof._widget import ONE_LAYER, SEVERAL_LAYERS, FusionWidget
+from napari_vaeedof._widget import (
+    ONE_LAYER,
+    PROGRESS_STEPS,
+    SEVERAL_LAYERS,
+    FusionWidget,
+)
 
 pytestmark = pytest.mark.viewer
 TIMEOUT_MS = 120_000
@@ -36,7 +43,9 @@ def viewer_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-vaeedof", "Focus fusion")
     assert isinstance(widget, FusionWidget)
+    assert widget.auto_tile.value and not widget.tile_size.enabled  # the default: auto
     widget.tile_size.value = 64
+    assert not widget.auto_tile.value and widget.tile_size.enabled  # set by hand
     assert widget.overlap.value == 16  # follows the tile size: a quarter
     return viewer, widget
 
@@ -89,13 +98,13 @@ def test_sample_rgb_stack_fused(viewer_widget, qtbot):
     _run(widget, qtbot)
 
     fused = viewer.layers[f"{STACK_NAME} fused"]
-    error = viewer.layers[f"{STACK_NAME} error map"]
+    error = viewer.layers[f"{STACK_NAME} departure from the planes"]
     assert fused.rgb and fused.data.shape == (256, 256, 3) and fused.data.dtype == np.uint8
     assert error.data.shape == (256, 256) and error.data.dtype == np.float32
     assert error.colormap.name == "inferno" and error.blending == "additive"
     lo, hi = error.contrast_limits
     assert 0 <= lo < hi <= float(error.data.max())
-    assert widget.progress.value == widget.progress.max == fused.metadata["n_tiles"] == 9
+    assert widget.progress.value == PROGRESS_STEPS and fused.metadata["n_tiles"] == 9
     for out in (fused, error):
         _check_hashes(out)
         assert out.metadata["n_planes"] == 5 and out.metadata["tile_size"] == 128
@@ -103,9 +112,9 @@ def test_sample_rgb_stack_fused(viewer_widget, qtbot):
     # the input is untouched: same object, same values
     assert layer.data is data
     np.testing.assert_array_equal(layer.data, before)
-    depth = viewer.layers[f"{STACK_NAME} depth"]
+    depth = viewer.layers[f"{STACK_NAME} depth map"]
     confidence = viewer.layers[f"{STACK_NAME} depth confidence"]
-    fill = viewer.layers[f"{STACK_NAME} fill map"]
+    fill = viewer.layers[f"{STACK_NAME} synthesised fill"]
     assert widget.outputs == [fused, error, depth, confidence, fill]
     assert depth.data.shape == fill.data.shape == confidence.data.shape == (256, 256)
     assert 0 <= depth.data.min() and depth.data.max() <= 4  # 5 planes, no z scale: plane index
@@ -129,7 +138,7 @@ def test_uint16_grayscale_keeps_range_geometry_and_display(viewer_widget, qtbot)
     )
     _run(widget, qtbot)
 
-    fused, error = viewer.layers["cells fused"], viewer.layers["cells error map"]
+    fused, error = viewer.layers["cells fused"], viewer.layers["cells departure from the planes"]
     assert fused.data.shape == (96, 128) and fused.data.dtype == np.uint16
     span = int(stack.max()) - int(stack.min())
     assert (
@@ -146,7 +155,7 @@ def test_uint16_grayscale_keeps_range_geometry_and_display(viewer_widget, qtbot)
         assert [str(u) for u in out.units] == ["micrometer", "micrometer"]
         _check_hashes(out)
     assert error.data.shape == (96, 128)
-    depth = viewer.layers["cells depth"]  # in the focus axis' units: z = 7 + 2 * plane
+    depth = viewer.layers["cells depth map"]  # in the focus axis' units: z = 7 + 2 * plane
     n = stack.shape[0]
     assert 7 <= depth.data.min() and depth.data.max() <= 7 + 2 * (n - 1)
     assert tuple(depth.contrast_limits) == (7, 7 + 2 * (n - 1))
@@ -170,7 +179,7 @@ def test_dask_input_and_focus_axis_choice(viewer_widget, qtbot):
     _run(widget, qtbot)
     fused = viewer.layers["lazy fused"]
     assert fused.data.shape == (2, 64, 96) and fused.data.dtype == np.uint8
-    assert viewer.layers["lazy error map"].data.shape == (2, 64, 96)
+    assert viewer.layers["lazy departure from the planes"].data.shape == (2, 64, 96)
     assert fused.metadata["focus_axis"] == 1
     assert layer.data is lazy  # still the same dask array
 
@@ -188,7 +197,7 @@ def test_several_2d_layers_in_layer_list_order(viewer_widget, qtbot):
     assert fused.data.shape == (64, 96) and fused.data.dtype == np.float32
     assert fused.metadata["input_layers"] == ["p0", "p1", "p2"]
     np.testing.assert_allclose(fused.scale, (0.5, 0.5))
-    assert "p0..p2 error map" in viewer.layers
+    assert "p0..p2 departure from the planes" in viewer.layers
     for layer, plane in zip(layers, planes, strict=True):
         np.testing.assert_array_equal(layer.data, plane)
 
@@ -204,7 +213,7 @@ def test_rgb_2d_layers_and_rerun_replaces(viewer_widget, qtbot):
     widget.planes.value = [viewer.layers["rgb0"], viewer.layers["rgb1"]]
     _run(widget, qtbot)
     fused = viewer.layers["rgb0..rgb1 fused"]
-    error = viewer.layers["rgb0..rgb1 error map"]
+    error = viewer.layers["rgb0..rgb1 departure from the planes"]
     assert fused.rgb and fused.data.shape == (64, 96, 3) and fused.data.dtype == np.uint8
     n_layers = len(viewer.layers)
 
@@ -212,20 +221,58 @@ def test_rgb_2d_layers_and_rerun_replaces(viewer_widget, qtbot):
     _run(widget, qtbot)
     assert len(viewer.layers) == n_layers  # replaced, not added
     assert viewer.layers["rgb0..rgb1 fused"] is fused  # the same layer, updated
-    assert viewer.layers["rgb0..rgb1 error map"] is error
+    assert viewer.layers["rgb0..rgb1 departure from the planes"] is error
     assert fused.metadata["tile_size"] == 96 and error.metadata["tile_size"] == 96
 
 
-def test_cancel_adds_nothing(viewer_widget, qtbot):
+def test_after_fuse_the_fused_image_is_on_top_and_visible_and_the_maps_hidden(
+        viewer_widget, qtbot):
     viewer, widget = viewer_widget
-    viewer.add_image(_gray_stack(n=2, height=256, width=256), name="big")  # 5 x 5 tiles
+    layer = viewer.add_image(_gray_stack(n=3, height=64, width=64), name="cells", opacity=0.8)
+    _run(widget, qtbot)
+    names = [layer.name for layer in viewer.layers]
+    maps = ["cells departure from the planes", "cells depth map", "cells depth confidence",
+            "cells synthesised fill"]
+    assert names == ["cells", *maps, "cells fused"]  # the fused image on top
+    assert viewer.layers["cells fused"].visible
+    assert not any(viewer.layers[name].visible for name in maps)
+    assert layer.visible and layer.opacity == 0.8  # the input as it was
+    assert "4 map(s) hidden" in widget.status.value
+
+
+def test_progress_advances_within_each_tile(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_gray_stack(n=10, height=96, width=128), name="deep")  # 2 x 3 tiles
+    values, statuses = [], []
+    widget.progress.changed.connect(values.append)
+    widget.progress.changed.connect(lambda _: statuses.append(widget.status.value))
+    _run(widget, qtbot)
+    n = viewer.layers["deep fused"].metadata["n_tiles"]
+    assert n == 6
+    # per tile: encoder batch, two U-Net calls (10 planes: 7 + 3, then 2), the composed image,
+    # the end of the tile
+    assert len(set(values)) > 3 * n
+    assert values == sorted(values) and values[-1] == PROGRESS_STEPS
+    assert any("Tile 1 of 6: fusing groups of planes (2 of 3 done)" in s for s in statuses)
+    assert any("Tile 6 of 6: composing the fused image" in s for s in statuses)
+    assert any("elapsed, about" in s and "left" in s for s in statuses)
+
+
+def test_cancel_stops_within_seconds_in_a_ten_plane_tile(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_gray_stack(n=10, height=384, width=384), name="deep")
+    widget.auto_tile.value = True  # one 384 px tile, encoded in batches of 7 planes
     names = [layer.name for layer in viewer.layers]
     widget.fuse_button.native.click()
-    qtbot.waitUntil(lambda: widget.progress.value >= 1, timeout=TIMEOUT_MS)  # first tile done
+    qtbot.waitUntil(lambda: getattr(widget.last_progress, "event", None) == "encode",
+                    timeout=TIMEOUT_MS)
+    assert widget.last_progress.tiles_done == 0 and widget.last_progress.n_tiles == 1
+    pressed = time.perf_counter()
     widget.cancel_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert time.perf_counter() - pressed < 5
     assert [layer.name for layer in viewer.layers] == names
-    assert widget.status.value == "Cancelled"
+    assert widget.status.value.startswith("Cancelled") and widget.progress.value == 0
     assert widget.fuse_button.enabled and not widget.cancel_button.enabled
 
 
@@ -265,7 +312,8 @@ def test_fuse_layer_console_matches_widget(viewer_widget, qtbot):
     layers = fuse_layer(viewer.layers["stack"], viewer=viewer, tile_size=64)
     assert len(viewer.layers) == n_layers  # replaced the widget's outputs
     assert layers == [viewer.layers[f"stack{suffix}"] for suffix in
-                      (" fused", " error map", " depth", " depth confidence", " fill map")]
+                      (" fused", " departure from the planes", " depth map", " depth confidence",
+                       " synthesised fill")]
     fused = layers[0]
     np.testing.assert_array_equal(fused.data, from_widget)
     np.testing.assert_allclose(fused.scale, (2, 2))
@@ -310,5 +358,6 @@ def test_latent_mode_gives_no_depth_or_fill(viewer_widget, qtbot):
     assert not widget.out_depth.enabled and not widget.out_fill.enabled
     assert widget.chosen_outputs() == ("fused", "error")
     _run(widget, qtbot)
-    assert [layer.name for layer in viewer.layers] == ["z", "z fused", "z error map"]
+    assert [layer.name for layer in viewer.layers] == ["z", "z VAE reconstruction error",
+                                                       "z fused"]
     assert viewer.layers["z fused"].metadata["mode"] == "latent"

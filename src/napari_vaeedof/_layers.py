@@ -30,10 +30,13 @@ ERROR_COLORMAP = "inferno"
 DEPTH_COLORMAP = "turbo"
 FILL_COLORMAP = "magenta"
 FUSED_SUFFIX = " fused"
-ERROR_SUFFIX = " error map"
-DEPTH_SUFFIX = " depth"
+#: The error map is named after what it measures in each mode (engine/fusion.py): in latent
+#: mode the VAE's reconstruction error of the planes, in pixel-faithful mode how far the output
+#: departs from every plane.
+ERROR_SUFFIX = {"latent": " VAE reconstruction error", "pixel": " departure from the planes"}
+DEPTH_SUFFIX = " depth map"
 CONFIDENCE_SUFFIX = " depth confidence"
-FILL_SUFFIX = " fill map"
+FILL_SUFFIX = " synthesised fill"
 
 
 @dataclass
@@ -42,7 +45,7 @@ class FusionInput:
 
     stack: Any  # one array (numpy or dask) or a list of 2-D arrays: the layers' data as-is
     engine_kwargs: dict  # axis, channel_axis, rgb for `iter_fuse_stack`
-    name: str  # outputs are "<name> fused", "<name> error map", "<name> depth", ...
+    name: str  # outputs are "<name> fused", "<name> depth map", ...
     rgb: bool
     inputs: tuple = ()  # the input layers (kept only to never replace one of them)
     geometry: dict = field(default_factory=dict)  # scale, translate, units, axis_labels
@@ -214,7 +217,9 @@ def output_layer_data(inp: FusionInput, result, outputs=OUTPUTS) -> list[LayerDa
     """The asked-for outputs the result holds ("fused", "error", "depth" with its confidence,
     "fill") as layer-data tuples with the input's Y,X geometry.
 
-    Pure (no napari objects are made), so it may run in the worker thread.
+    The fused image is visible; the maps are hidden overlays the user switches on (when no
+    fused image is asked for, the first map is visible). Pure (no napari objects are made), so
+    it may run in the worker thread.
     """
     out = []
     base = {**inp.geometry}
@@ -229,9 +234,11 @@ def output_layer_data(inp: FusionInput, result, outputs=OUTPUTS) -> list[LayerDa
         out.append((result.image, kwargs, "image"))
     if "error" in outputs and result.error is not None:
         limits = error_contrast_limits(result.error)
-        kwargs = {**base, "name": inp.name + ERROR_SUFFIX, "rgb": False,
+        suffix = ERROR_SUFFIX.get(result.metadata.get("mode"), " error map")
+        kwargs = {**base, "name": inp.name + suffix, "rgb": False,
                   "colormap": ERROR_COLORMAP, "contrast_limits": limits,
-                  "blending": "additive", "opacity": 0.7, "metadata": metadata("error map")}
+                  "blending": "additive", "opacity": 0.7, "visible": False,
+                  "metadata": metadata("error map")}
         out.append((result.error, kwargs, "image"))
     if "depth" in outputs and result.depth is not None:
         z = np.asarray(inp.engine_kwargs.get("z_positions", np.arange(len(inp.stack))),
@@ -250,8 +257,11 @@ def output_layer_data(inp: FusionInput, result, outputs=OUTPUTS) -> list[LayerDa
     if "fill" in outputs and result.fill is not None:
         kwargs = {**base, "name": inp.name + FILL_SUFFIX, "rgb": False,
                   "colormap": FILL_COLORMAP, "contrast_limits": (0.0, 1.0),
-                  "blending": "additive", "opacity": 0.6, "metadata": metadata("fill map")}
+                  "blending": "additive", "opacity": 0.6, "visible": False,
+                  "metadata": metadata("fill map")}
         out.append((result.fill, kwargs, "image"))
+    if "fused" not in outputs and out:
+        out[0][1]["visible"] = True
     return out
 
 
@@ -272,12 +282,17 @@ _UPDATABLE = (
 
 def add_output_layers(viewer, layer_data: list[LayerDataTuple], inputs: Sequence = ()) -> list:
     """Add the outputs to the viewer; an image layer of the same name (never an input) is
-    updated in place instead, so re-running replaces the previous result."""
+    updated in place instead, so re-running replaces the previous result.
+
+    A new fused image goes on top of the layer list; new maps go just below the fused image
+    (hidden, see `output_layer_data`); layers updated in place keep their place and visibility.
+    """
     from napari.layers import Image, Layer
 
     viewer = _unwrap(viewer)
     inputs = [_unwrap(layer) for layer in inputs]
     layers = []
+    fused = None
     for data, kwargs, layer_type in layer_data:
         name = kwargs["name"]
         old = viewer.layers[name] if name in viewer.layers else None
@@ -294,23 +309,33 @@ def add_output_layers(viewer, layer_data: list[LayerDataTuple], inputs: Sequence
                 if key in kwargs:
                     setattr(old, key, kwargs[key])
             layers.append(old)
-            continue
-        new = Layer.create(data, kwargs, layer_type)
-        if old is not None:  # same name but incompatible (e.g. RGB -> gray): swap in place
-            index = viewer.layers.index(old)
-            viewer.layers.remove(old)
-            viewer.layers.insert(index, new)
         else:
-            viewer.add_layer(new)
-        layers.append(new)
+            layers.append(_insert(viewer, Layer.create(data, kwargs, layer_type), old, fused))
+        if kwargs.get("metadata", {}).get("output") == "fused image":
+            fused = layers[-1]
     return layers
+
+
+def _insert(viewer, new, old, fused):
+    """Add a new output layer: in place of an incompatible old one of the same name, else
+    just below this run's fused image, else on top."""
+    if old is not None:
+        index = viewer.layers.index(old)
+        viewer.layers.remove(old)
+        viewer.layers.insert(index, new)
+    elif fused is not None and fused in viewer.layers:
+        viewer.layers.insert(viewer.layers.index(fused), new)
+    else:
+        viewer.add_layer(new)
+    return new
 
 
 def fuse_layer(layer, viewer=None, *, axis: int | None = None, outputs=OUTPUTS, **options):
     """Fuse an image layer (or a list of 2-D layers taken as planes), blocking.
 
-    With ``viewer``, adds the outputs ("<name> fused", "<name> error map", "<name> depth",
-    "<name> depth confidence", "<name> fill map") or replaces earlier ones, exactly as the Focus
+    With ``viewer``, adds the outputs ("<name> fused", "<name> departure from the planes" (pixel
+    mode) or "<name> VAE reconstruction error" (latent mode), "<name> depth map", "<name> depth
+    confidence", "<name> synthesised fill") or replaces earlier ones, exactly as the Focus
     fusion widget does, and returns the layers; without it returns napari layer-data tuples.
     ``axis`` is the focus axis (default: the first axis, or the one the reader recorded);
     ``outputs`` any of "fused", "error", "depth", "fill" (depth and fill exist in pixel mode);

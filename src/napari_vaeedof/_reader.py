@@ -2,17 +2,22 @@
 
 The pixels come from `napari_vaeedof.io.read_stack`; this module only turns what the file said
 (axes, pixel size, z spacing, unit) into napari's ``scale``, ``units`` and ``axis_labels``.
-Files that are not focus stacks (a single 2-D or RGB image, another format) get ``None`` from
-`get_reader`, so napari falls back to its other readers.
+Files that are not focus stacks (a single 2-D or RGB image, another format), and paths that
+cannot be read as one (mismatched planes, a corrupt file, too large for memory), get ``None``
+from `get_reader`, so napari falls back to its other readers; the reason is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .engine.stack import StackError
 from .io import IMAGE_SUFFIXES, StackFile, read_stack
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 LayerData = tuple  # (data, kwargs, layer_type)
@@ -23,22 +28,36 @@ _FOCUS = "ZIQT"
 
 
 def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerData]] | None:
-    """The reader function when ``path`` looks like a focus stack, else None (not ours)."""
+    """The reader function when ``path`` is a focus stack this plugin can read, else None.
+
+    The stack is read here (napari calls the reader function right after), so a path that
+    looks like a stack but cannot be read gets None instead of an error; nothing is written.
+    """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    if not paths:
+    if not paths or not _looks_like_stack(paths):
         return None
+    try:
+        stack = read_stack(paths[0] if len(paths) == 1 else paths)
+    except (StackError, OSError, MemoryError) as exc:
+        log.info("napari-vaeedof does not read %s: %s", paths, exc)
+        return None
+
+    def read(_path=None, **_kwargs) -> list[LayerData]:
+        return stack_layer_data(stack)
+
+    return read
+
+
+def _looks_like_stack(paths: list[PathLike]) -> bool:
+    """Cheap claim by name and header: a folder of planes, a TIFF with several planes, or
+    several image files."""
     if len(paths) == 1:
         p = Path(paths[0])
         if p.is_dir():
-            return read_focus_stack if _folder_of_planes(p) else None
-        if p.suffix.lower() in _TIFF and p.is_file():
-            return read_focus_stack if _tiff_is_stack(p) else None
-        return None
+            return _folder_of_planes(p)
+        return p.suffix.lower() in _TIFF and p.is_file() and _tiff_is_stack(p)
     # Several files: each one a plane (as napari passes them with "open as stack").
-    files = [Path(p) for p in paths]
-    if all(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in files):
-        return read_focus_stack
-    return None
+    return all(Path(f).is_file() and Path(f).suffix.lower() in IMAGE_SUFFIXES for f in paths)
 
 
 def _folder_of_planes(folder: Path) -> bool:
@@ -59,9 +78,11 @@ def _tiff_is_stack(path: Path) -> bool:
     return any(a in _FOCUS and n > 1 for a, n in zip(axes, shape, strict=True))
 
 
-def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
-    """Read a focus stack into napari layer data (one layer, or one per fluorescence channel)."""
-    return stack_layer_data(read_stack(path))
+def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData] | None:
+    """Read a focus stack into napari layer data (one layer, or one per fluorescence channel);
+    None when the path cannot be read as one."""
+    reader = get_reader(path)
+    return None if reader is None else reader(path)
 
 
 def stack_layer_data(stack: StackFile) -> list[LayerData]:

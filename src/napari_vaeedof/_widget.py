@@ -1,10 +1,11 @@
 """The "Focus fusion" dock widget: choose layers, run the fusion in a worker thread, add layers.
 
-Thin by design: the layers <-> arrays work is in `_layers`, the fusion in `api.iter_fuse_stack`.
+Thin by design: the layers <-> arrays work is in `_layers`, the fusion in `api.fuse_stack`.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -20,12 +21,14 @@ from magicgui.widgets import (
     Select,
     SpinBox,
 )
-from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _layers
-from .api import DEFAULT_TILE, iter_fuse_stack
+from .api import FusionCancelled, FusionProgress, format_seconds, fuse_stack
 from .engine.fusion import DEFAULT_MODE, available_devices
+from .engine.tiling import MAX_AUTO_TILE
 from .models.weights import WeightsError
 
 ONE_LAYER = "One stack layer"
@@ -34,6 +37,10 @@ PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 #: Errors the engine raises with a message meant for the user (StackError is a ValueError,
 #: WeightsError and torch's out-of-memory error are RuntimeErrors).
 USER_ERRORS = (ValueError, RuntimeError, MemoryError, WeightsError)
+#: What the tile size spin box shows when "auto" is unticked at first.
+MANUAL_TILE = 512
+#: Resolution of the progress bar (it shows per cent).
+PROGRESS_STEPS = 1000
 
 FOCUS_TOOLTIP = (
     "The axis that holds the focus planes. The default is the layer's first axis (where napari "
@@ -45,26 +52,35 @@ FOCUS_TOOLTIP = (
 
 @dataclass
 class Failure:
-    """What the worker returns instead of raising for an expected error.
-
-    (superqt's worker must not see these exceptions: it re-raises an Exception that is returned,
-    and a RuntimeError raised inside the generator is taken for "worker deleted" and only
-    warned about, so an out-of-memory or weights error would vanish without a message.)
-    """
+    """What the worker returns instead of raising for an expected error, so the widget shows
+    the engine's message as a plain notification (a raised exception would reach napari's
+    error dialog with a traceback, meant for bugs)."""
 
     error: BaseException
 
 
+#: What the worker returns when Cancel stopped the fusion.
+CANCELLED = "cancelled"
+
+
 @thread_worker(start_thread=False)
-def _fusion_job(inp: _layers.FusionInput, options: dict, outputs: tuple[str, ...]):
-    """Worker body: yields (tiles done, total) per tile; returns layer-data tuples or a Failure."""
+def _fusion_job(inp: _layers.FusionInput, options: dict, outputs: tuple[str, ...], progress):
+    """Worker body: the fusion, ``progress`` called at every step (it raises FusionCancelled
+    after Cancel); returns layer-data tuples, CANCELLED or a Failure."""
     try:
-        result = yield from iter_fuse_stack(
-            inp.stack, **inp.engine_kwargs, error_map="error" in outputs, **options
-        )
+        result = fuse_stack(inp.stack, **inp.engine_kwargs, error_map="error" in outputs,
+                            progress=progress, **options)
         return _layers.output_layer_data(inp, result, outputs)
+    except FusionCancelled:
+        return CANCELLED
     except USER_ERRORS as exc:
         return Failure(exc)
+
+
+class _Relay(QObject):
+    """Carries progress reports from the worker thread to the widget (a queued signal)."""
+
+    report = Signal(object)
 
 
 def error_message(exc: BaseException) -> str:
@@ -79,17 +95,30 @@ def error_message(exc: BaseException) -> str:
 class FusionWidget(Container):
     """Fuse a focus stack (one layer with a focus axis, or several 2-D layers) into one image.
 
-    Outputs are "<input> fused", "<input> error map", and in pixel-faithful mode "<input> depth",
-    "<input> depth confidence" and "<input> fill map"; running again on the same input
-    replaces them. The fusion runs in a worker thread, one tile at a time (Cancel stops it
-    between tiles and adds nothing).
+    Outputs are "<input> fused" (on top, visible), and as hidden overlays the error map
+    ("<input> departure from the planes" in pixel-faithful mode, "<input> VAE reconstruction
+    error" in latent mode) and, in pixel-faithful mode, "<input> depth map", "<input> depth
+    confidence" and "<input> synthesised fill"; running again on the same input replaces them.
+    The fusion runs in a worker thread, one tile at a time; the progress bar and the status line
+    follow the steps within each tile (planes encoded, groups fused) with the elapsed and the
+    estimated remaining time; Cancel stops at the next step (within seconds) and adds nothing.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = getattr(viewer, "__wrapped__", viewer)
-        self.worker: GeneratorWorker | None = None
+        self.worker: FunctionWorker | None = None
         self.outputs: list = []  # the layers the last run added or replaced
+        self.last_progress: FusionProgress | None = None
         self._started = 0.0
+        self._reported = 0.0  # when last_progress arrived
+        self._cancel = threading.Event()
+        self._cancel_pressed: float | None = None
+        self.cancel_seconds: float | None = None  # Cancel pressed -> worker stopped, last run
+        self._relay = _Relay()
+        self._relay.report.connect(self._on_progress)
+        self._clock = QTimer()  # the elapsed time moves on between reports
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._show_status)
 
         self.input_mode = RadioButtons(
             choices=[ONE_LAYER, SEVERAL_LAYERS],
@@ -119,23 +148,33 @@ class FusionWidget(Container):
             label="Device",
             tooltip="'auto' picks CUDA, then MPS, then CPU.",
         )
+        self.auto_tile = CheckBox(
+            value=True,
+            text="auto",
+            tooltip=f"Tile size chosen from the plane size: the size with the least work, at "
+            f"most {MAX_AUTO_TILE} px (less for more than 10 planes, to bound memory), so a "
+            "plane that fits is one tile; overlap a quarter of the tile. Untick (or change "
+            "the size) to set them yourself.",
+        )
         self.tile_size = SpinBox(
-            value=DEFAULT_TILE,
+            value=MANUAL_TILE,
             min=64,
             max=8192,
             step=32,
             label="Tile size (px)",
-            tooltip="Planes are fused in overlapping square tiles of this "
-            "size (multiple of 32). Smaller tiles need less memory.",
+            enabled=False,
+            tooltip="Planes are fused in overlapping square tiles of this size (multiple of "
+            "32). Smaller tiles need less memory.",
         )
         self.overlap = SpinBox(
-            value=DEFAULT_TILE // 4,
+            value=MANUAL_TILE // 4,
             min=0,
-            max=DEFAULT_TILE // 2,
+            max=MANUAL_TILE // 2,
             step=8,
             label="Overlap (px)",
-            tooltip="Overlap of neighbouring tiles, blended with linear "
-            "ramps; default a quarter of the tile, at most half.",
+            enabled=False,
+            tooltip="Overlap of neighbouring tiles, blended with linear ramps; default a "
+            "quarter of the tile, at most half.",
         )
         self.precision = ComboBox(
             choices=list(PRECISIONS),
@@ -156,8 +195,9 @@ class FusionWidget(Container):
         self.out_error = CheckBox(
             value=True,
             text="error map",
-            tooltip="Reconstruction-error map: where the fused content "
-            "is content the VAE cannot reproduce.",
+            tooltip="Error map. Pixel-faithful mode: how far the output departs from what "
+            "every plane shows (fill, fog, ghosts). Latent mode: where the VAE cannot "
+            "reproduce the planes' content.",
         )
         self.out_depth = CheckBox(
             value=True,
@@ -173,7 +213,7 @@ class FusionWidget(Container):
         )
         self.fuse_button = PushButton(text="Fuse")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.progress = ProgressBar(value=0, min=0, max=1, label="Tiles")
+        self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS, label="Progress")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
         super().__init__(
@@ -183,7 +223,12 @@ class FusionWidget(Container):
                 self.focus_axis,
                 self.planes,
                 self.device,
-                self.tile_size,
+                Container(
+                    widgets=[self.auto_tile, self.tile_size],
+                    layout="horizontal",
+                    labels=False,
+                    label="Tile size (px)",
+                ),
                 self.overlap,
                 self.precision,
                 self.mode,
@@ -207,6 +252,7 @@ class FusionWidget(Container):
         self.input_mode.changed.connect(self._on_mode)
         self.layer.changed.connect(self._on_layer)
         self.tile_size.changed.connect(self._on_tile)
+        self.auto_tile.changed.connect(self._on_auto_tile)
         self.mode.changed.connect(self._on_fusion_mode)
         self.fuse_button.changed.connect(self.fuse)
         self.cancel_button.changed.connect(self.cancel)
@@ -261,6 +307,10 @@ class FusionWidget(Container):
     def _on_tile(self, value: int) -> None:
         self.overlap.max = value // 2
         self.overlap.value = value // 4
+        self.auto_tile.value = False  # a size set by hand is used
+
+    def _on_auto_tile(self, auto: bool) -> None:
+        self.tile_size.enabled = self.overlap.enabled = not auto
 
     # ---- running ---------------------------------------------------------------------------
     @property
@@ -280,7 +330,7 @@ class FusionWidget(Container):
         chosen.sort(key=lambda layer: order.get(id(_layers._unwrap(layer)), len(order)))
         return _layers.fusion_input(chosen)
 
-    def fuse(self, _value=None) -> GeneratorWorker | None:
+    def fuse(self, _value=None) -> FunctionWorker | None:
         """Start the fusion (what the Fuse button does); returns the started worker."""
         if self.worker is not None:
             return None
@@ -293,17 +343,18 @@ class FusionWidget(Container):
         except ValueError as exc:
             show_error(str(exc))
             return None
+        auto = self.auto_tile.value
         options = {
-            "tile_size": int(self.tile_size.value),
-            "overlap": int(self.overlap.value),
+            "tile_size": None if auto else int(self.tile_size.value),
+            "overlap": None if auto else int(self.overlap.value),
             "device": self.device.value,
             "precision": self.precision.value,
             "mode": self.mode.value,
         }
-        worker = _fusion_job(inp, options, outputs)
-        worker.yielded.connect(self._on_progress)
+        self._cancel.clear()
+        self._cancel_pressed = self.last_progress = None
+        worker = _fusion_job(inp, options, outputs, self._report)
         worker.returned.connect(lambda value: self._on_returned(inp, value))
-        worker.aborted.connect(self._on_aborted)
         worker.errored.connect(self._on_errored)  # a bug: napari shows it with its traceback
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -311,41 +362,72 @@ class FusionWidget(Container):
         self.fuse_button.enabled = False
         self.cancel_button.enabled = True
         self.progress.value = 0
-        self.status.value = "Loading models..."
+        self._show_status()
+        self._clock.start()
         worker.start()
         return worker
 
     def cancel(self, _value=None) -> None:
-        """Stop the running fusion after the current tile; nothing is added."""
-        if self.worker is not None:
-            self.worker.quit()
+        """Stop the running fusion at its next step (within seconds); nothing is added."""
+        if self.worker is not None and not self._cancel.is_set():
+            self._cancel.set()
+            self._cancel_pressed = time.perf_counter()
             self.cancel_button.enabled = False
-            self.status.value = "Cancelling after the current tile..."
+            self._show_status()
 
-    def _on_progress(self, step: tuple[int, int]) -> None:
-        done, total = step
-        self.progress.max = max(total, 1)
-        self.progress.value = done
-        self.status.value = f"Tile {done} of {total}"
+    def _report(self, p: FusionProgress) -> None:
+        """The engine's progress callback, in the worker thread: stop if cancelled, else pass
+        the report on to the main thread."""
+        if self._cancel.is_set():
+            raise FusionCancelled
+        self._relay.report.emit(p)
+
+    def _on_progress(self, p: FusionProgress) -> None:
+        self.last_progress, self._reported = p, time.perf_counter()
+        self._show_status()
+        self.progress.value = round(p.fraction * PROGRESS_STEPS)
+
+    def _show_status(self) -> None:
+        """The status line while running: what the current tile is doing, elapsed and left."""
+        if self.worker is None:
+            return
+        now = time.perf_counter()
+        elapsed = f"{format_seconds(now - self._started)} elapsed"
+        p = self.last_progress
+        if self._cancel_pressed is not None:
+            self.status.value = f"Cancelling at the next step... ({elapsed})"
+        elif p is None:
+            self.status.value = f"Loading models and reading the stack... ({elapsed})"
+        else:
+            tile = min(p.tiles_done + 1, p.n_tiles)
+            what = p.activity if p.event == "tile" else \
+                f"Tile {tile} of {p.n_tiles}: {p.activity}"
+            left = "" if p.remaining is None else \
+                f", about {format_seconds(max(p.remaining - (now - self._reported), 0))} left"
+            self.status.value = f"{what[0].upper()}{what[1:]}\n{elapsed}{left}"
 
     def _on_returned(self, inp: _layers.FusionInput, value) -> None:
+        if value == CANCELLED:
+            self.cancel_seconds = time.perf_counter() - (self._cancel_pressed or self._started)
+            self.progress.value = 0
+            self.status.value = f"Cancelled ({self.cancel_seconds:.1f} s after Cancel)"
+            show_info("Focus fusion cancelled; nothing was added.")
+            return
         if isinstance(value, Failure):
             self.status.value = "Failed"
             show_error(error_message(value.error))
             return
         self.outputs = _layers.add_output_layers(self.viewer, value, inp.inputs)
         seconds = time.perf_counter() - self._started
-        self.status.value = f"Done in {seconds:.1f} s: {len(self.outputs)} layer(s)"
+        hidden = sum(not layer.visible for layer in self.outputs)
+        self.status.value = f"Done in {seconds:.1f} s: {len(self.outputs)} layer(s)" + \
+            (f"; {hidden} map(s) hidden: click a layer's eye to show it" if hidden else "")
 
     def _on_errored(self, _exc: BaseException) -> None:
         self.status.value = "Failed (see the error notification)"
 
-    def _on_aborted(self) -> None:
-        self.progress.value = 0
-        self.status.value = "Cancelled"
-        show_info("Focus fusion cancelled; nothing was added.")
-
     def _on_finished(self) -> None:
+        self._clock.stop()
         self.worker = None
         self.fuse_button.enabled = True
         self.cancel_button.enabled = False

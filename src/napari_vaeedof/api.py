@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import time
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -14,38 +19,184 @@ from . import __version__
 from .engine.fusion import (
     DEFAULT_MODE,
     GROUP,
+    MODES,
     Models,
+    available_devices,
     check_mode,
+    cpu_has_bf16,
     fuse_tile,
     load_models,
     output_maps,
+    resolve_device,
+    resolve_dtype,
     unet_calls,
 )
 from .engine.stack import (
     StackError,
     StackLayout,
+    available_memory,
     canonical,
+    check_integer,
     fit_normalization,
+    format_bytes,
     resolve_layout,
     stack_planes,
     to_dtype,
     to_output_layout,
 )
-from .engine.tiling import TileGrid, assemble
+from .engine.tiling import MAX_AUTO_TILE, TileGrid, assemble, auto_tile_size
+from .models.weights import WeightsError
 
-DEFAULT_TILE = 512
+#: Pixels per encoder/decoder batch when batch_size is not given: 1 MPx on the CPU (4 planes of
+#: 512 px, one 768 px plane; 2-4 s a batch on 2 cores, so a progress report and a chance to
+#: cancel every few seconds, no slower per plane than 8 planes a batch), 8 MPx on a GPU.
+BATCH_PIXELS = {"cpu": 1 << 20, "gpu": 1 << 23}
+
+
+def default_batch(tile_pixels: int, device_type: str) -> int:
+    """Planes per encoder/decoder batch for tiles of ``tile_pixels``: `BATCH_PIXELS` worth."""
+    budget = BATCH_PIXELS["cpu" if device_type == "cpu" else "gpu"]
+    return max(1, round(budget / max(tile_pixels, 1)))
+
+
+class FusionCancelled(Exception):
+    """Raise it from a ``progress`` callback to stop a fusion: it goes through `fuse_stack` and
+    `iter_fuse_stack` and nothing is returned."""
+
+
+#: Relative cost of each step of a tile (per plane, per group of 7, per composed image), from
+#: one 10-plane 768 px tile on 2 CPU cores (bfloat16): encode 2.6 s a plane, decode for the
+#: error map 2.7 s a plane, a U-Net group 1.3 s, the pixel-faithful composition 24 s (0.9
+#: encodes a plane, plus the fused latent's decode). They only weigh the progress fraction.
+_STEP_COST = {"encode": 1.0, "fuse": 0.5, "decode": 1.0}
+_COMPOSE_COST = {"pixel": (0.9, 1.0), "latent": (0.0, 1.0)}  # (per plane, fixed)
+_REST_COST = 0.5  # after the last report of a tile (maps to numpy), per fusion unit
+
+
+@dataclass(frozen=True)
+class FusionProgress:
+    """Where a running fusion stands; what a ``progress`` callback receives.
+
+    ``event`` is what just happened: "start" (models loaded, work begins), "encode" (an encoder
+    batch), "fuse" (a U-Net call), "compose" (the fused image of one unit is made), "decode" (an
+    error-map decoder batch) or "tile" (a tile finished, ``tiles_done`` went up).
+    ``activity`` says what the fusion is doing now, e.g. "encoding planes (4 of 10 done)".
+    ``fraction`` is of the whole fusion; ``remaining`` estimates the seconds left from the work
+    so far (None before any).
+    """
+
+    event: str
+    tiles_done: int
+    n_tiles: int
+    fraction: float
+    activity: str = ""
+    elapsed: float = 0.0
+    remaining: float | None = None
+
+    def __str__(self) -> str:
+        tile = min(self.tiles_done + 1, self.n_tiles)
+        where = self.activity if self.event == "tile" else \
+            f"tile {tile}/{self.n_tiles}: {self.activity}"
+        left = "" if self.remaining is None else f", about {format_seconds(self.remaining)} left"
+        return f"{where} ({format_seconds(self.elapsed)} elapsed{left})"
+
+
+def format_seconds(seconds: float) -> str:
+    """'0:07', '12:30', '1:02:03'."""
+    s = round(max(seconds, 0.0))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _Tracker:
+    """Turns the engine's step callbacks into `FusionProgress` reports for one fusion."""
+
+    def __init__(self, callback: Callable[[FusionProgress], None]):
+        self.callback = callback
+        self.t0 = time.perf_counter()
+        self.t_work = 0.0
+        self.tiles_done = 0
+        self.counts: dict[str, int] = {}
+
+    def begin(self, plan: _Plan) -> None:
+        """The plan is made (models loaded): set the per-unit totals and report "start"."""
+        mode = plan.metadata["mode"]
+        self.z = plan.metadata["n_planes"]
+        self.groups = unet_calls(self.z)
+        self.units = 1 if plan.layout.mode == "rgb" else len(plan.lo)
+        self.n_tiles = len(plan.tiles)
+        per_plane, fixed = _COMPOSE_COST[mode]
+        self.cost = {**_STEP_COST, "compose": per_plane * self.z + fixed}
+        # The latent mode's error map decodes every plane; the pixel mode's is computed from the
+        # composed image (engine/fusion.py). After the first tile the counts seen are used.
+        self.decodes = self.z if "error" in plan.maps and mode == "latent" else 0
+        self._set_tile_cost()
+        self.t_work = time.perf_counter()
+        self._report("start")
+
+    def _set_tile_cost(self) -> None:
+        per_unit = {"encode": self.z, "fuse": self.groups, "compose": 1, "decode": self.decodes}
+        self.tile_cost = self.units * (sum(self.cost[k] * n for k, n in per_unit.items()) +
+                                       _REST_COST)
+
+    def step(self, event: str, n: int) -> None:
+        """The engine's callback: n planes (groups, images) done in this tile."""
+        self.counts[event] = self.counts.get(event, 0) + n
+        self._report(event)
+
+    def tile_done(self) -> None:
+        if self.tiles_done == 0:  # what a tile really takes, for the estimates of the others
+            self.decodes = self.counts.get("decode", 0) // self.units
+            self._set_tile_cost()
+        self.tiles_done += 1
+        self.counts = {}
+        self._report("tile")
+
+    def _activity(self, event: str) -> str:
+        """What the engine does after ``event``, with the count of the step under way."""
+        if event == "tile":
+            return f"tiles {self.tiles_done}/{self.n_tiles} done"
+        c = self.counts.get
+        unit = c("compose", 0) - (event in ("compose", "decode"))  # the unit (channel) at work
+        encoded, fused = c("encode", 0) - unit * self.z, c("fuse", 0) - unit * self.groups
+        decoded = c("decode", 0) - unit * self.z
+        if event in ("start", "encode") and encoded < self.z:
+            what = f"encoding planes ({encoded} of {self.z} done)"
+        elif event in ("start", "encode", "fuse") and fused < self.groups:
+            what = f"fusing groups of planes ({fused} of {self.groups} done)"
+        elif event in ("start", "encode", "fuse"):
+            what = "composing the fused image"
+        elif decoded < self.decodes:
+            what = f"decoding planes for the error map ({decoded} of {self.decodes} done)"
+        elif unit + 1 < self.units:
+            return f"encoding planes (channel {unit + 2} of {self.units})"
+        else:
+            return "finishing the tile"
+        return what if self.units == 1 else f"{what}, channel {unit + 1} of {self.units}"
+
+    def _report(self, event: str) -> None:
+        cost = sum(self.cost.get(k, 0) * n for k, n in self.counts.items())
+        fraction = (self.tiles_done + min(cost / self.tile_cost, 1.0)) / self.n_tiles
+        now = time.perf_counter()
+        remaining = (now - self.t_work) * (1 - fraction) / fraction if fraction > 0 else None
+        self.callback(FusionProgress(event, self.tiles_done, self.n_tiles, fraction,
+                                     self._activity(event), now - self.t0, remaining))
 
 
 @dataclass
 class FusionResult:
-    """Fused image in the input's dtype and range (focus axis removed), the reconstruction-error
-    map in the input's intensity units (None if not asked for), and what produced them.
+    """Fused image in the input's dtype and range (focus axis removed), the error map in the
+    input's intensity units (None if not asked for), and what produced them. The error map is,
+    in pixel mode, the output's departure from the planes (`engine.compose.departure`: 0 where
+    the output is some plane's own pixels, high where it matches none: fill, fog, ghosts); in
+    latent mode, the VAE reconstruction error of the planes, weighted by their sharpness.
 
     In pixel mode also: ``depth``, the expected focus position of each pixel (in ``z_positions``
     units, plane indices by default), ``confidence`` in [0, 1] (1: one plane holds the pixel) and
     ``fill`` in [0, 1] (where the content was synthesised from the latent fusion instead of taken
     from the planes); None in latent mode. Maps are float32 with the image's spatial shape (and
-    its channel axis for multichannel input, each channel being fused on its own).
+    its channel axis for multichannel input, each channel being fused on its own); the error map
+    of a float64 stack is float64, as its intensities may not fit float32.
     """
 
     image: np.ndarray
@@ -69,10 +220,133 @@ class _Plan:
     metadata: dict
 
 
-def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_size: int,
-          overlap: int | None, device: str, precision: str, error_map: bool,
-          batch_size: int | None, unet_path: str | os.PathLike | None, mode: str,
-          z_positions) -> _Plan:
+class FusionError(ValueError):
+    """The fusion gave values that cannot be right (NaN or infinite); nothing is returned."""
+
+
+#: Dtypes whose values float32 holds exactly: their tiles go to the models as they are; any
+#: other dtype is normalised to [0, 1] in float64 first, so float64 near 1e300 or 1e-300, and
+#: int64 near its limits, neither overflow nor collapse in float32.
+_EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16)}
+
+
+def _normalized(tile, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return ((np.asarray(tile, np.float64) - lo) / scale).astype(np.float32)
+
+
+@functools.cache
+def _cpu_has_fp16() -> bool:
+    """True on CPUs with native float16 arithmetic (AVX512-FP16 or AMX-FP16), read on Linux."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_fp16" in flags or "amx_fp16" in flags
+
+
+def _check_device(device) -> None:
+    """A one-line ValueError for a device torch does not know or this machine does not have."""
+    if str(device) == "auto":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):  # torch: "Expected one of cpu, cuda, ... device type"
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unknown device {device!r}; use 'auto' or one of "
+                         f"{', '.join(available_devices())}.")
+    if dev.type == "cuda" and dev.index is not None and torch.cuda.is_available() \
+            and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"There is no device {device!r}; this machine has "
+                         f"{', '.join(available_devices())}.")
+
+
+def _check_unet_file(unet_path) -> None:
+    """A WeightsError naming the file when ``unet_path`` is not a Fusion U-Net safetensors file."""
+    if unet_path is None:
+        return
+    from safetensors import SafetensorError
+
+    from .models.fusion_unet import UNetConfig
+    from .models.serialize import read_metadata
+
+    path = Path(unet_path)
+    if not path.is_file():
+        raise WeightsError(f"The Fusion U-Net file {path} does not exist.")
+    try:
+        cfg = json.loads(read_metadata(path)["config"])
+        UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    except (SafetensorError, KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{path} is not a Fusion U-Net safetensors file "
+                           f"({type(exc).__name__}: {exc}).") from exc
+
+
+def _warn_slow_precision(device, precision: str) -> None:
+    import torch
+
+    dev = resolve_device(device)
+    dtype = resolve_dtype(precision, dev)
+    if dev.type != "cpu":
+        return
+    if (dtype == torch.bfloat16 and not cpu_has_bf16()) or \
+            (dtype == torch.float16 and not _cpu_has_fp16()):
+        name = str(dtype).removeprefix("torch.")
+        warnings.warn(f"precision={precision!r}: this CPU has no native {name} arithmetic, so "
+                      f"fusion runs many times (about 50x) slower than with float32; use "
+                      f"precision='auto' or 'float32'.", UserWarning, stacklevel=4)
+
+
+def _estimate_memory(shape: tuple[int, int, int, int], layout: StackLayout, n_maps: int,
+                     tile_size: int, overlap: int, batch: int) -> dict[str, int]:
+    """Bytes the fusion holds at its peak, by part (a rough, slightly generous estimate)."""
+    z, height, width, channels = shape
+    units = 1 if layout.mode == "rgb" else channels
+    n_out = channels + units * n_maps
+    pixels = height * width
+    cover = (tile_size / max(tile_size - overlap, 1)) ** 2 if max(height, width) > tile_size \
+        else 1.0
+    t = min(tile_size, max(height, width)) + 32
+    parts = {
+        # tile results are kept until blended, then the blended (H, W, n_out) float32
+        "tile results": int(pixels * n_out * 4 * cover),
+        "blended output": pixels * n_out * 4,
+        # _finish: the float64 image, the image in its dtype, the maps
+        "fused image and maps": pixels * (channels * (8 + layout.dtype.itemsize) +
+                                          units * n_maps * 8),
+        # one tile through the models: its planes, and per plane of a batch the VAE's feature
+        # maps (measured: 2.0 GB for 7 planes of 512 px, float32, CPU)
+        "working set of one tile": z * t * t * channels * 8 + min(batch, z) * 64 * t * t * 16,
+    }
+    return parts
+
+
+def _check_memory(shape, layout: StackLayout, n_maps: int, tile_size: int, overlap: int,
+                  batch: int) -> None:
+    """Refuse, before any work, a fusion that needs more memory than this machine has free."""
+    free = available_memory()
+    if free is None:
+        return
+    parts = _estimate_memory(shape, layout, n_maps, tile_size, overlap, batch)
+    need = sum(parts.values())
+    if need <= free:
+        return
+    z, height, width, channels = shape
+    detail = ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items() if v)
+    raise StackError(
+        f"Fusing {z} planes of {height}x{width} px x {channels} channel(s) needs about "
+        f"{format_bytes(need)} of memory ({detail}) but {format_bytes(free)} is free; fuse a "
+        f"crop or fewer channels, or turn maps off (error_map=False, mode='latent').")
+
+
+def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
+          tile_size: int | None, overlap: int | None, device: str, precision: str,
+          error_map: bool, batch_size: int | None, unet_path: str | os.PathLike | None,
+          mode: str, z_positions, step: Callable[[str, int], None] | None = None) -> _Plan:
+    if isinstance(stack, str | os.PathLike):
+        raise StackError(f"fuse_stack takes pixels, not a file name ({stack}); read the file "
+                         f"first: napari_vaeedof.io.read_stack(path).data")
     if isinstance(stack, list | tuple):
         stack = stack_planes(list(stack))
         if axis != 0:
@@ -81,29 +355,65 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_
         stack = np.asarray(stack)
     layout = resolve_layout(stack.shape, stack.dtype, axis=axis, channel_axis=channel_axis,
                             rgb=rgb)
-    if tile_size < 64 or tile_size % 32:
-        raise ValueError(f"tile_size must be a multiple of 32 and at least 64, got {tile_size}")
-    overlap = tile_size // 4 if overlap is None else overlap
+    if tile_size is not None:
+        tile_size = check_integer(tile_size, "tile_size")
+        if tile_size < 64 or tile_size % 32:
+            raise ValueError(f"tile_size must be a multiple of 32 and at least 64, got "
+                             f"{tile_size}")
+    if overlap is not None:
+        overlap = check_integer(overlap, "overlap")
+    if batch_size is not None:
+        batch_size = check_integer(batch_size, "batch_size", minimum=1)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _check_device(device)
+    _check_unet_file(unet_path)
+    _warn_slow_precision(device, precision)
+    if layout.alpha_dropped:
+        warnings.warn("The stack is RGBA: its alpha channel is not fused and the result is RGB "
+                      "(to fuse all four channels one by one: rgb=False, channel_axis=-1).",
+                      UserWarning, stacklevel=3)
     x = canonical(stack, layout)
+    z, height, width, channels = x.shape
+    device_type = resolve_device(device).type
+    # Before any work (the automatic tile size alone takes seconds on a huge plane); with the
+    # largest tile the automatic choice can make.
+    guess = tile_size or min(MAX_AUTO_TILE, -(-max(height, width) // 32) * 32)
+    _check_memory(x.shape, layout, len(output_maps(mode, error_map)), guess,
+                  guess // 4 if overlap is None else min(overlap, guess // 2),
+                  batch_size or default_batch(min(guess, height) * min(guess, width),
+                                              device_type))
+    if tile_size is None:  # the default: from the plane's size, one rule (engine/tiling.py)
+        tile_size = auto_tile_size(height, width, planes=z)
+    overlap = tile_size // 4 if overlap is None else overlap
+    if not 0 <= overlap <= tile_size // 2:
+        raise ValueError(f"overlap must be 0 to half the tile ({tile_size // 2}), got {overlap}")
+    tile_pixels = min(tile_size, height) * min(tile_size, width)
+    batch = batch_size or default_batch(tile_pixels, device_type)
+    grid = TileGrid.build(height, width, tile_size, overlap)
     norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
     models: Models = load_models(device, precision, unet_path)
     check_mode(mode, models)
-    z = x.shape[0]
     positions = np.arange(z, dtype=np.float64) if z_positions is None else \
         np.asarray(z_positions, np.float64)
     if positions.shape != (z,) or not np.all(np.isfinite(positions)):
         raise StackError(f"z_positions needs one finite number per plane ({z}), got "
                          f"{positions.shape[0] if positions.ndim == 1 else positions.shape}.")
-    batch = batch_size or (32 if models.device.type != "cpu" else 8)
-    z, height, width, channels = x.shape
-    grid = TileGrid.build(height, width, tile_size, overlap)
     task = dask.delayed(fuse_tile, pure=True)
-    tiles = [
-        task(x[:, y0:y1, x0:x1, :], norm.lo, norm.scale, layout.mode == "rgb", models,
-             mode=mode, error_map=error_map, batch=batch,
-             dask_key_name=f"vaeedof-tile-{i}-{mode}-{id(models)}")
-        for i, (y0, y1, x0, x1) in enumerate(grid.boxes)
-    ]
+    # Tiles of dtypes float32 does not hold exactly are normalised in float64 first; fuse_tile
+    # then sees values in [0, 1] (lo 0, scale 1).
+    pre = layout.dtype not in _EXACT_IN_FLOAT32
+    lo, scale = (np.zeros_like(norm.lo), np.ones_like(norm.scale)) if pre else \
+        (norm.lo, norm.scale)
+    normalize = dask.delayed(_normalized, pure=True)
+    tiles = []
+    for i, (y0, y1, x0, x1) in enumerate(grid.boxes):
+        src = x[:, y0:y1, x0:x1, :]
+        if pre:
+            src = normalize(src, norm.lo, norm.scale, dask_key_name=f"vaeedof-norm-{i}")
+        tiles.append(task(src, lo, scale, layout.mode == "rgb", models, mode=mode,
+                          error_map=error_map, batch=batch, progress=step,
+                          dask_key_name=f"vaeedof-tile-{i}-{mode}-{id(models)}"))
     maps = output_maps(mode, error_map)
     units = 1 if layout.mode == "rgb" else channels
     metadata = {
@@ -114,6 +424,7 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_
         "group_size": GROUP,
         "unet_calls_per_unit": unet_calls(int(z)),
         "colour_mode": layout.mode,
+        **({"alpha": "dropped: the result is RGB"} if layout.alpha_dropped else {}),
         "tile_size": tile_size,
         "overlap": overlap,
         "n_tiles": len(grid),
@@ -127,12 +438,24 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None, tile_
                  positions, metadata)
 
 
+def _check_finite(name: str, a: np.ndarray, plan: _Plan) -> None:
+    """The one finiteness check of every output, before a cast hides NaN (as 0) or inf."""
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        lo, hi = float(np.min(plan.lo)), float(np.max(plan.lo + plan.scale))
+        raise FusionError(
+            f"The fused {name} has NaN or infinite values at {bad} of {a.size} values: a "
+            f"weights file (Fusion U-Net, selection head) may be corrupt, or the input's range "
+            f"({lo:.3g} to {hi:.3g}) cannot be computed with.")
+
+
 def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:
     layout = plan.layout
     n_img = len(plan.lo)
     image = fused[..., :n_img] * plan.scale + plan.lo
-    image = to_output_layout(to_dtype(image, layout.dtype), layout)
+    _check_finite("image", image, plan)
     units = 1 if layout.mode == "rgb" else n_img
+    wide = layout.dtype.kind == "f" and layout.dtype.itemsize > 4
     maps = {}
     for k, name in enumerate(plan.maps):
         m = fused[..., n_img + k * units : n_img + (k + 1) * units]
@@ -141,8 +464,10 @@ def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:
         elif name == "depth":
             z = len(plan.z_positions)
             m = np.interp(m, np.arange(z), plan.z_positions)
-        m = m.astype(np.float32)
+        m = m.astype(np.float64 if name == "error" and wide else np.float32)
+        _check_finite(f"{name} map", m, plan)
         maps[name] = m[..., 0] if layout.mode == "rgb" else to_output_layout(m, layout)
+    image = to_output_layout(to_dtype(image, layout.dtype), layout)
     return FusionResult(image, maps.get("error"), plan.metadata, depth=maps.get("depth"),
                         confidence=maps.get("confidence"), fill=maps.get("fill"))
 
@@ -157,60 +482,86 @@ _DOC_PARAMS = """
     Parameters
     ----------
     stack : (Z, Y, X), (Z, Y, X, 3|4) or 4-D multichannel ndarray or dask array, or a list of
-        equally shaped 2-D (or RGB) planes. uint8, uint16, other integers or float.
+        equally shaped 2-D (or RGB) planes. uint8, uint16, other integers or float; the image
+        comes back in the same dtype (float16 and float64 too). RGBA: the alpha channel is
+        dropped (with a warning) and the result is RGB; rgb=False, channel_axis=-1 fuses all
+        four channels one by one instead.
     axis : the focus (plane) axis.
     channel_axis : the channel axis of a 4-D stack; RGB with channels last is found by itself.
     rgb : force (True) or refuse (False) treating 3-4 channels as one colour image.
     tile_size, overlap : tiles in pixels (multiple of 32) and their overlap (default a quarter).
+        Default tile size: the one that fuses the plane with the least work, at most 768 px
+        (less for more than 10 planes, not below 512; `engine.tiling.auto_tile_size`): a plane
+        up to 768 px is one tile.
     device : 'auto' (cuda > mps > cpu), or a torch device string.
     precision : 'auto' (float16 on GPU; bfloat16 on CPUs with native bf16, else float32),
         'float32', 'float16' or 'bfloat16'.
-    error_map : also compute the reconstruction-error map (costs one decode per plane).
-    batch_size : planes per encode/decode batch (default 32 on GPU, 8 on CPU).
+    error_map : also compute the error map: in pixel mode the output's departure from the
+        planes (cheap), in latent mode the VAE reconstruction error (one decode per plane).
+    batch_size : planes per encode/decode batch, at least 1 (default 1 MPx of tile on the CPU,
+        4 planes of 512 px; 8 MPx on a GPU).
     unet_path : a Fusion U-Net safetensors file instead of the packaged weights.
     mode : 'pixel' (default): the planes' own pixels where a plane holds the content, the
         decoded latent fusion only where none does, plus depth, confidence and fill maps;
         'latent': the paper's pure latent fusion (every pixel decoded).
     z_positions : focus position of each plane (e.g. microns), for the depth map; default the
         plane index. Depth between planes is interpolated linearly.
+
+    Raises
+    ------
+    StackError (a ValueError) for input that is not a usable stack, or that needs more memory
+    than is free (the message gives the numbers); ValueError for bad parameters; WeightsError
+    for a missing or unreadable weights file; FusionError (a ValueError) when the result would
+    hold NaN or infinite values. float16/bfloat16 precision on a CPU without native support
+    warns: it runs many times slower than float32.
 """
 
 
 def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
-                    rgb: bool | None = None, tile_size: int = DEFAULT_TILE,
+                    rgb: bool | None = None, tile_size: int | None = None,
                     overlap: int | None = None, device: str = "auto", precision: str = "auto",
                     error_map: bool = True, batch_size: int | None = None,
                     unet_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
-                    z_positions=None) -> Generator[tuple[int, int], None, FusionResult]:
+                    z_positions=None,
+                    progress: Callable[[FusionProgress], None] | None = None,
+                    ) -> Generator[tuple[int, int], None, FusionResult]:
     """Like `fuse_stack`, one tile at a time: yields (tiles done, tiles total), returns the result.
 
     Closing the generator between tiles stops the work; nothing partial is returned.
+    ``progress`` is called as in `fuse_stack`, also within tiles.
     """
+    tracker = _Tracker(progress) if progress is not None else None
     plan = _plan(stack, axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                  overlap=overlap, device=device, precision=precision, error_map=error_map,
                  batch_size=batch_size, unet_path=unet_path, mode=mode,
-                 z_positions=z_positions)
+                 z_positions=z_positions, step=tracker.step if tracker else None)
     done = []
+    if tracker:
+        tracker.begin(plan)
     yield 0, len(plan.tiles)
     for tile in plan.tiles:
         done.append(tile.compute(scheduler="sync"))
+        if tracker:
+            tracker.tile_done()
         yield len(done), len(plan.tiles)
     fused = assemble(done, plan.grid, plan.n_out).compute(scheduler="sync")
     return _finish(plan, fused)
 
 
 def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
-               rgb: bool | None = None, tile_size: int = DEFAULT_TILE,
+               rgb: bool | None = None, tile_size: int | None = None,
                overlap: int | None = None, device: str = "auto", precision: str = "auto",
                error_map: bool = True, batch_size: int | None = None,
                unet_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
                z_positions=None, scheduler: str | None = "sync",
-               progress: Callable[[int, int], None] | None = None) -> FusionResult:
+               progress: Callable[[FusionProgress], None] | None = None) -> FusionResult:
     """Fuse a focus stack into one all-in-focus image.
 
     Returns a `FusionResult` whose image has the input's dtype, intensity range and axis order
-    without the focus axis; ``scheduler`` is any dask scheduler (with ``progress`` the tiles run
-    one by one in this thread and ``progress(done, total)`` is called after each).
+    without the focus axis; ``scheduler`` is any dask scheduler. With ``progress`` the tiles run
+    one by one in this thread and ``progress(FusionProgress)`` is called when the work starts,
+    after each encoder batch, U-Net call and error-map decoder batch within a tile (every few
+    seconds on a CPU), and after each tile; raising `FusionCancelled` in it stops the fusion.
 
     >>> from napari_vaeedof.data.synth import make_stack
     >>> result = fuse_stack(make_stack(0, size=128, n_planes=3).planes)
@@ -222,10 +573,10 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                   batch_size=batch_size, unet_path=unet_path, mode=mode,
                   z_positions=z_positions)
     if progress is not None:
-        gen = iter_fuse_stack(stack, **kwargs)
+        gen = iter_fuse_stack(stack, **kwargs, progress=progress)
         try:
             while True:
-                progress(*next(gen))
+                next(gen)
         except StopIteration as stop:
             return stop.value
     plan = _plan(stack, **kwargs)
@@ -236,4 +587,5 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
 fuse_stack.__doc__ += _DOC_PARAMS
 iter_fuse_stack.__doc__ += _DOC_PARAMS
 
-__all__ = ["FusionResult", "StackError", "fuse_stack", "iter_fuse_stack"]
+__all__ = ["FusionCancelled", "FusionError", "FusionProgress", "FusionResult", "StackError",
+           "fuse_stack", "iter_fuse_stack"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,29 +18,32 @@ from .models.weights import WeightsError
 
 def _fuse(args: argparse.Namespace) -> int:
     from .api import fuse_stack
-    from .io import StackFile, read_stack, write_tiff
-
-    if args.sample:
-        from ._sample_data import sample_stack
-
-        stack = StackFile(sample_stack(), "ZYXS", 0, 3, source=["synthetic sample (seed 0)"])
-    elif args.inputs:
-        stack = read_stack(args.inputs)
-    else:
-        raise StackError("Give input files or a folder, or --sample for the bundled sample stack.")
-    axis = args.axis if args.axis is not None else stack.axis
-    channel_axis = args.channel_axis if args.channel_axis is not None else stack.channel_axis
-    t0 = time.perf_counter()
-
-    def report(done: int, total: int) -> None:
-        if not args.quiet:
-            print(f"\rtiles {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+    from .engine.stack import resolve_layout
+    from .io import StackFile, check_outputs, expand_inputs, read_stack, write_tiffs
 
     maps = {"error": args.error_map, "depth": args.depth_map,
             "confidence": args.confidence_map, "fill": args.fill_map}
     if args.mode == "latent" and any(maps[k] for k in ("depth", "confidence", "fill")):
         raise StackError("--depth-map, --confidence-map and --fill-map need --mode pixel.")
-    n_planes = stack.data.shape[axis]
+    if not args.sample and not args.inputs:
+        raise StackError("Give input files or a folder, or --sample for the bundled sample stack.")
+    # Every output path is checked once, before any work.
+    inputs = [] if args.sample else expand_inputs(args.inputs)
+    check_outputs({"-o": args.output, **{f"--{k}-map": v for k, v in maps.items()}}, inputs)
+    if args.sample:
+        from ._sample_data import sample_stack
+
+        stack = StackFile(sample_stack(), "ZYXS", 0, 3, source=["synthetic sample (seed 0)"])
+    else:
+        stack = read_stack(inputs, samples_as_planes=args.samples_as_planes)
+    axis = args.axis if args.axis is not None else stack.axis
+    channel_axis = args.channel_axis if args.channel_axis is not None else stack.channel_axis
+    layout = resolve_layout(stack.data.shape, stack.data.dtype, axis=axis,
+                            channel_axis=channel_axis)
+    t0 = time.perf_counter()
+    report = None if args.quiet else _progress_printer(sys.stderr)
+
+    n_planes = stack.data.shape[layout.axis]
     z_positions = None if stack.z_spacing is None else stack.z_spacing * np.arange(n_planes)
     result = fuse_stack(stack.data, axis=axis, channel_axis=channel_axis,
                         tile_size=args.tile_size, overlap=args.overlap, device=args.device,
@@ -47,16 +52,18 @@ def _fuse(args: argparse.Namespace) -> int:
                         **({"mode": args.mode} if args.mode else {}))
     elapsed = time.perf_counter() - t0
     meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
+    where = {"pixel_size": stack.pixel_size, "unit": stack.unit}
+    outputs = [(args.output, result.image, {**where, "info": json.dumps({**meta,
+                                                                         "output": "fused"})})]
     for name, path in maps.items():
         if path is None:
             continue
         extra = {"output": name}
         if name == "depth":
             extra["depth_unit"] = stack.unit if stack.z_spacing is not None else "plane index"
-        write_tiff(path, getattr(result, name), pixel_size=stack.pixel_size, unit=stack.unit,
-                   info=json.dumps({**meta, **extra}))
-    write_tiff(args.output, result.image, pixel_size=stack.pixel_size, unit=stack.unit,
-               info=json.dumps({**meta, "output": "fused"}))
+        outputs.append((path, getattr(result, name), {**where,
+                                                      "info": json.dumps({**meta, **extra})}))
+    write_tiffs(outputs)  # all or nothing
     if not args.quiet:
         shape = "x".join(map(str, stack.data.shape))
         print(f"fused {shape} {stack.data.dtype} in {elapsed:.1f} s on {meta['device']} "
@@ -64,29 +71,93 @@ def _fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_printer(stream):
+    """A ``progress`` callback for `fuse_stack`: on a terminal one line rewritten in place at
+    every step; piped or redirected, one plain line per tile (no carriage returns)."""
+    tty = stream.isatty()
+    width = 0
+
+    def report(p) -> None:
+        nonlocal width
+        if tty:
+            text = str(p)
+            end = "\n" if p.event == "tile" and p.tiles_done == p.n_tiles else ""
+            print("\r" + text.ljust(width), end=end, file=stream, flush=True)
+            width = 0 if end else len(text)
+        elif p.event == "tile":
+            print(str(p), file=stream, flush=True)
+
+    return report
+
+
 def _weights(args: argparse.Namespace) -> int:
+    """Status of every weights file: found or missing, where it looked, what to download.
+    Exits 0 unless --fetch was asked for and could not get a file."""
+    import os
+
     from .models.weights import (
+        BASE_URL,
+        FUSION_UNET_FILE,
         REGISTRY,
+        SELECTION_NET_FILE,
         cache_dir,
-        fusion_unet_path,
-        selection_net_path,
+        lookup,
         weight_path,
     )
 
-    for name in REGISTRY:
-        print(f"{name}: {weight_path(name, allow_download=args.download)}")
-    print(f"fusion_unet: {fusion_unet_path()}")
-    print(f"selection_net: {selection_net_path()}")
-    print(f"cache: {cache_dir()}")
+    if args.fetch:
+        for name in REGISTRY:
+            weight_path(name)  # downloads what is missing (a WeightsError says why it failed)
+    missing = []
+    print("TAEF2 VAE (MIT, madebyollin/taesd; downloaded once, sha256-checked):")
+    for name, entry in REGISTRY.items():
+        places = lookup(name)
+        first = next(((path, state) for path, state in places if state != "not there"), None)
+        if first is not None and first[1] == "ok":
+            print(f"  {entry.filename}: found {first[0]} (sha256 verified)")
+            continue
+        missing.append(entry)
+        if first is None:
+            print(f"  {entry.filename}: MISSING")
+        else:
+            print(f"  {entry.filename}: REFUSED {first[0]}: {first[1]}")
+        for path, state in places:
+            print(f"      looked in {path.parent}: {state}")
+    print("Shipped with the package:")
+    for label, path in (("Fusion U-Net", FUSION_UNET_FILE), ("selection head", SELECTION_NET_FILE)):
+        state = "found" if path.is_file() else "MISSING (reinstall napari-vaeedof)"
+        print(f"  {label}: {state} {path}")
+    env = os.environ.get("VAEEDOF_WEIGHTS_DIR")
+    print(f"VAEEDOF_WEIGHTS_DIR: {env if env else 'not set'}")
+    print(f"download cache: {cache_dir()}")
+    if missing:
+        size = sum(e.size for e in missing) / 1e6
+        print(f"\n{len(missing)} file(s) missing ({size:.1f} MB). The first fusion downloads them; "
+              f"to fetch them now: napari-vaeedof weights --fetch. Offline, download")
+        for entry in missing:
+            print(f"  {BASE_URL}{entry.filename}")
+        print(f"into {cache_dir()}, or into any folder and set VAEEDOF_WEIGHTS_DIR to it.")
+    else:
+        print("\nAll weights are in place.")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.heldout import run, to_markdown, write
+    from .evaluation import heldout
 
-    result = run(args.n, args.size, args.unet, log=lambda m: print(m, file=sys.stderr))
-    write(result, args.out)
-    print(to_markdown(result))
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    if args.legacy:
+        result = heldout.run(args.n or 50, args.size, args.unet, log=log)
+        heldout.write(result, args.out)
+        print(heldout.to_markdown(result))
+        return 0
+    families = heldout.FAMILIES if "all" in args.family else tuple(dict.fromkeys(args.family))
+    result = heldout.evaluate_families(heldout.method_table(args.unet), families,
+                                       args.n or 6, args.size, args.noise, log=log)
+    heldout.write_families(result, args.out)
+    print(heldout.families_markdown(result))
     return 0
 
 
@@ -102,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pixel: the planes' own pixels where in focus, latent fusion where "
                       "no plane holds the content (the default); latent: the paper's pure "
                       "latent fusion")
-    fuse.add_argument("--error-map", type=Path, help="also write the reconstruction-error map")
+    fuse.add_argument("--error-map", type=Path, help="also write the error map (pixel mode: departure from the "
+                      "planes; latent mode: VAE reconstruction error)")
     fuse.add_argument("--depth-map", type=Path, help="also write the depth map (focus position "
                       "per pixel: z units from the file's metadata, else plane index)")
     fuse.add_argument("--confidence-map", type=Path, help="also write the depth confidence")
@@ -111,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--sample", action="store_true", help="fuse the bundled synthetic stack")
     fuse.add_argument("--axis", type=int, help="focus axis (default: from the file, else 0)")
     fuse.add_argument("--channel-axis", type=int, help="channel axis of a multichannel stack")
-    fuse.add_argument("--tile-size", type=int, default=512)
+    fuse.add_argument("--samples-as-planes", action="store_true", help="a TIFF without a focus "
+                      "axis whose samples are the planes (axes SYX: tifffile writes a (3, Y, X) "
+                      "array so)")
+    fuse.add_argument("--tile-size", type=int, help="tile side in px, a multiple of 32 "
+                      "(default: from the plane size, up to 768: a plane that fits is one tile)")
     fuse.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/4)")
     fuse.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     fuse.add_argument("--precision", default="auto",
@@ -120,15 +196,28 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("-q", "--quiet", action="store_true")
     fuse.set_defaults(func=_fuse)
 
-    weights = sub.add_parser("weights", help="show (and fetch) the model weights")
-    weights.add_argument("--download", action="store_true", help="download missing files")
+    weights = sub.add_parser("weights", help="where the model weights are, what is missing "
+                             "(exits 0); --fetch downloads what is missing")
+    weights.add_argument("--fetch", "--download", dest="fetch", action="store_true",
+                         help="download missing files (exit 2 if that fails)")
     weights.set_defaults(func=_weights)
 
-    evaluate = sub.add_parser("evaluate", help="held-out synthetic evaluation beside baselines")
-    evaluate.add_argument("--n", type=int, default=50, help="number of held-out stacks")
+    from .data.families import FAMILIES
+
+    evaluate = sub.add_parser("evaluate", help="held-out synthetic evaluation beside baselines, "
+                              "by physics family (writes families.json and families.md)")
+    evaluate.add_argument("--family", nargs="+", default=["all"], choices=[*FAMILIES, "all"],
+                          help="families to evaluate (default: all)")
+    evaluate.add_argument("--noise", choices=["none", "noisy", "both"], default="both",
+                          help="noise-free planes, noisy planes or both (always scored against "
+                          "the noise-free truth)")
+    evaluate.add_argument("--n", type=int, help="held-out stacks per family (default 6; "
+                          "50 with --legacy)")
     evaluate.add_argument("--size", type=int, default=256, help="plane size in px")
     evaluate.add_argument("--unet", type=Path, help="Fusion U-Net weights to evaluate")
     evaluate.add_argument("--out", type=Path, default=Path("docs/evaluation"))
+    evaluate.add_argument("--legacy", action="store_true", help="the original held-out set "
+                          "(make_stack, noisy layered scenes; writes heldout.json and heldout.md)")
     evaluate.set_defaults(func=_evaluate)
 
     for register in _extra_commands():
@@ -142,13 +231,55 @@ def _extra_commands():
     return [register_train]
 
 
+#: Errors whose message is meant for the user: what to change in the command (exit 2).
+#: StackError, OutputPathError and FusionError are ValueErrors.
+USER_ERRORS = (ValueError, WeightsError, FileNotFoundError)
+
+
+def _system_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the machine rather than the command (exit 1): files, memory. Not any other
+    RuntimeError: a bug (in torch or here) keeps its traceback."""
+    errors: list[type[BaseException]] = [OSError, MemoryError]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        errors.append(torch.cuda.OutOfMemoryError)
+    safetensors = sys.modules.get("safetensors")
+    if safetensors is not None:  # a weights file that is not safetensors, or damaged
+        errors.append(safetensors.SafetensorError)
+    return tuple(errors)
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every error meant for the user, and Ctrl-C, becomes one line on stderr
+    and a non-zero exit: 2 for the command's input, 1 for the machine, 130 when interrupted."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (StackError, WeightsError, ValueError, FileNotFoundError) as exc:
-        print(f"napari-vaeedof {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    prefix = f"napari-vaeedof {args.command}"
+    # tifffile logs each oddity of a damaged file on its own line; the error says what matters.
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
+
+    def show(message, category, *_args, **_kwargs) -> None:
+        print(f"{prefix}: warning: {_one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", category)  # libraries' notes to developers
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            newline = "\n" if sys.stderr.isatty() else ""  # after a progress line
+            print(f"{newline}{prefix}: interrupted", file=sys.stderr)
+            return 130
+        except USER_ERRORS as exc:
+            print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except _system_errors() as exc:
+            print(f"{prefix}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

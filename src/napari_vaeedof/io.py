@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ def expand_inputs(paths: list[str | os.PathLike]) -> list[Path]:
             out.extend(files)
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise StackError(f"{p} is not a regular file or a folder; give image files or a "
+                             f"folder of them.")
         else:
             raise StackError(f"{p} does not exist.")
     return out
@@ -82,11 +86,15 @@ def _tiff_resolution(tif) -> tuple[tuple[float, float] | None, str | None, float
     return None, None, None
 
 
-def read_tiff(path: Path) -> StackFile:
+def read_tiff(path: Path, *, samples_as_planes: bool = False) -> StackFile:
+    """A TIFF's first series as a stack; ``samples_as_planes``: a file without a focus axis
+    whose samples or channels (axes SYX, CYX) are planes, as tifffile writes a (3, Y, X)
+    array by default."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        _check_fits_in_memory(path, series.shape, series.dtype)
         data = series.asarray()
         axes = series.axes
         pixel_size, unit, z = _tiff_resolution(tif)
@@ -96,27 +104,75 @@ def read_tiff(path: Path) -> StackFile:
     axes = "".join(axes[i] for i in keep)
     focus = next((axes.index(a) for a in "ZIQT" if a in axes), None)
     channel = next((axes.index(a) for a in "CS" if a in axes), None)
+    if focus is None and channel is not None and data.ndim == 3:
+        n, kind = data.shape[channel], "samples" if axes[channel] == "S" else "channels"
+        if samples_as_planes:
+            axes = axes.replace(axes[channel], "Z")
+            return StackFile(data, axes, channel, None, pixel_size, z, unit, [str(path)])
+        if channel == 0:  # planar (SYX): maybe planes rather than colours
+            raise StackError(
+                f"{path} holds one image with {n} {kind} per pixel (axes {axes}) and no focus "
+                f"axis; if they are {n} focus planes (tifffile writes a ({n}, Y, X) array so), "
+                f"fuse them with --samples-as-planes (Python: read_stack(path, "
+                f"samples_as_planes=True)).")
+    if samples_as_planes:
+        what = "already has a focus axis" if focus is not None else "has no samples to take"
+        raise StackError(f"--samples-as-planes: {path} {what} (axes {axes}).")
     if focus is None:
         raise StackError(f"{path} holds a single plane (axes {axes}); a focus stack needs several.")
     return StackFile(data, axes, focus, channel, pixel_size, z, unit, [str(path)])
 
 
-def read_stack(paths: list[str | os.PathLike] | str | os.PathLike) -> StackFile:
-    """One multi-page TIFF/OME-TIFF, a folder of planes, or several plane files -> a stack."""
+def _check_fits_in_memory(path: Path, shape, dtype) -> None:
+    """Refuse, before reading, a file whose pixels need more memory than is free."""
+    from .engine.stack import available_memory, format_bytes
+
+    need = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    free = available_memory()
+    if free is not None and need > free:
+        raise StackError(f"{path} holds {' x '.join(map(str, shape))} {np.dtype(dtype)} "
+                         f"pixels: {format_bytes(need)}, more than the {format_bytes(free)} of "
+                         f"memory free; fuse a crop of it.")
+
+
+def read_stack(paths: list[str | os.PathLike] | str | os.PathLike, *,
+               samples_as_planes: bool = False) -> StackFile:
+    """One multi-page TIFF/OME-TIFF, a folder of planes, or several plane files -> a stack.
+
+    Planes (files of a folder, or several files) are each one 2-D image, grayscale or RGB(A):
+    TIFF, PNG, JPEG or BMP. ``samples_as_planes``: see `read_tiff` (one TIFF only).
+    """
     files = expand_inputs([paths] if isinstance(paths, str | os.PathLike) else list(paths))
     if len(files) == 1:
         if files[0].suffix.lower() not in (".tif", ".tiff"):
             raise StackError(f"{files[0]} is a single image; give several planes or a TIFF stack.")
-        return _guard(read_tiff, files[0])
-    planes = [_guard(_read_plane, f) for f in files]
+        return _guard(lambda f: read_tiff(f, samples_as_planes=samples_as_planes), files[0])
+    if samples_as_planes:
+        raise StackError("--samples-as-planes is for one TIFF file; several files are planes "
+                         "already.")
+    planes = []
+    for f in files:
+        plane = _guard(_read_plane, f)
+        if not (plane.ndim == 2 or (plane.ndim == 3 and plane.shape[-1] in (3, 4))):
+            raise StackError(f"{f} is not one plane (shape {plane.shape}); give one stack file, "
+                             f"or several files of one 2-D (or RGB) image each.")
+        planes.append(plane)
     data = stack_planes(planes)
-    first = _guard(read_tiff, files[0]) if files[0].suffix.lower() in (".tif", ".tiff") else None
+    tiff = files[0].suffix.lower() in (".tif", ".tiff")
+    pixel_size, unit, _ = _guard(_tiff_metadata, files[0]) if tiff else (None, None, None)
     channel = 3 if data.ndim == 4 else None
     axes = "ZYXS" if channel else "ZYX"
-    if first is not None and first.pixel_size:
-        return StackFile(data, axes, 0, channel, first.pixel_size, None, first.unit,
-                         [str(f) for f in files])
+    if pixel_size:
+        return StackFile(data, axes, 0, channel, pixel_size, None, unit, [str(f) for f in files])
     return StackFile(data, axes, 0, channel, source=[str(f) for f in files])
+
+
+def _tiff_metadata(path: Path):
+    """(pixel size, unit, z spacing) of any TIFF, a single plane too."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return _tiff_resolution(tif)
 
 
 def _read_plane(path: Path) -> np.ndarray:
@@ -126,7 +182,13 @@ def _read_plane(path: Path) -> np.ndarray:
         return tifffile.imread(path)
     import imageio.v3 as iio
 
-    return iio.imread(path)
+    try:
+        return iio.imread(path)
+    except OSError as exc:  # imageio: "Could not find a backend ... pip install imageio[...]"
+        if "backend" not in str(exc):
+            raise
+        raise StackError(f"Cannot read {path}: not a {path.suffix.lstrip('.').upper()} image "
+                         f"that can be decoded (corrupt, empty or another format).") from None
 
 
 def _guard(fn, path: Path):
@@ -135,7 +197,77 @@ def _guard(fn, path: Path):
     except StackError:
         raise
     except Exception as exc:  # any decoder error: say which file, not a traceback
-        raise StackError(f"Cannot read {path}: {exc}") from exc
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise StackError(f"Cannot read {path}: {message}") from exc
+
+
+def _file_mode(path: Path) -> int:
+    """The permissions a file written at ``path`` gets: those of the file it replaces, else
+    0666 less the umask, as for any new file."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        pass
+    try:  # Linux: read the umask without changing it (os.umask would, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written, or would replace an input; found before any work."""
+
+
+def check_outputs(outputs: dict[str, str | os.PathLike | None],
+                  inputs: list[str | os.PathLike] = ()) -> None:
+    """One check of all output paths ({label: path}, None skipped) before any work: each must
+    name a file (not a folder or a device) in a folder this process can write to (or create),
+    differ from every input and from the other outputs."""
+    seen: dict[str, str] = {}
+    real_inputs = {os.path.realpath(p): Path(p) for p in inputs}
+    for label, path in outputs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        where = f"{label} {path}"
+        if path.is_dir():
+            raise OutputPathError(f"{where} is a folder; give a file name, e.g. "
+                                  f"{path / 'fused.tif'}.")
+        if path.exists() and not path.is_file():
+            raise OutputPathError(f"{where} is not a regular file (a device or a pipe); outputs "
+                                  f"are written beside their target and then moved into place, "
+                                  f"so give a file name.")
+        real = os.path.realpath(path)
+        same = real_inputs.get(real)
+        if same is None and path.exists():
+            same = next((p for p in inputs if Path(p).exists() and os.path.samefile(p, path)),
+                        None)
+        if same is not None:
+            raise OutputPathError(f"{where} is also an input ({same}); give another name (the "
+                                  f"input would be replaced).")
+        if real in seen:
+            raise OutputPathError(f"{where}: {seen[real]} names the same file; give each output "
+                                  f"its own name.")
+        seen[real] = label
+        if path.exists() and not os.access(path, os.W_OK):
+            raise OutputPathError(f"{where} exists and is read-only; remove it, make it "
+                                  f"writable or give another name.")
+        folder = Path(os.path.abspath(path)).parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            raise OutputPathError(f"{where}: {folder} is a file, not a folder.")
+        try:  # the real test of writing there (as root, os.access says yes to everything)
+            fd, probe = tempfile.mkstemp(prefix=".napari-vaeedof-", suffix=".probe", dir=folder)
+        except OSError as exc:
+            raise OutputPathError(f"{where}: cannot write in {folder} ({exc.strerror}).") from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 def write_tiff(path: str | os.PathLike, image: np.ndarray, *, pixel_size=None,
@@ -144,10 +276,67 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray, *, pixel_size=None,
 
     ``pixel_size`` is (y, x) in ``unit``; ``info`` is free text kept in the file (parameters).
     """
+    meta = {"pixel_size": pixel_size, "unit": unit, "info": info}
+    return write_tiffs([(path, image, meta)])[0]
+
+
+def write_tiffs(outputs) -> list[Path]:
+    """Write several TIFFs all or nothing: ``outputs`` is [(path, image, {pixel_size, unit,
+    info})]. Every file is first written to a temporary file beside its target; only when all
+    are written are they moved into place. If a move fails, those already moved are put back
+    (the old files are kept as hard links until the end), so the set is never half replaced.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, image, meta in outputs:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            staged.append((tmp, path))
+            os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600 files
+            _write_tiff_file(tmp, image, **meta)
+        _move_all(staged)
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+    return [path for _, path in staged]
+
+
+def _move_all(staged: list[tuple[str, Path]]) -> None:
+    done: list[tuple[Path, Path | None]] = []
+    backup = None
+    try:
+        for tmp, path in staged:
+            backup = None
+            if path.is_file():
+                backup = path.with_name(f".{path.name}.{os.urandom(4).hex()}.old")
+                try:
+                    os.link(path, backup)
+                except OSError:  # no hard links here: no way back for this one
+                    backup = None
+            os.replace(tmp, path)
+            done.append((path, backup))
+            backup = None
+    except BaseException:
+        for path, old in reversed(done):
+            if old is not None:
+                os.replace(old, path)
+            else:
+                path.unlink(missing_ok=True)
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+        raise
+    finally:
+        for _, old in done:
+            if old is not None:
+                old.unlink(missing_ok=True)
+
+
+def _write_tiff_file(tmp: str, image: np.ndarray, *, pixel_size=None, unit: str | None = None,
+                     info: str | None = None) -> None:
     import tifffile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     kwargs = {}
     if pixel_size is not None:
         kwargs["resolution"] = (1 / pixel_size[1], 1 / pixel_size[0])
@@ -159,20 +348,13 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray, *, pixel_size=None,
             kwargs["resolutionunit"] = "NONE"
     rgb = image.ndim == 3 and image.shape[-1] == 3
     ij_ok = image.dtype in (np.uint8, np.uint16, np.float32) and not rgb
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if ij_ok:
-            ij_unit = "micron" if unit in ("µm", "um") else unit
-            ij_meta = {"unit": ij_unit} if unit and unit not in ("cm", "inch") else {}
-            if info:
-                ij_meta["Info"] = info
-            tifffile.imwrite(tmp, image, imagej=True, metadata=ij_meta, **kwargs)
-        else:
-            meta = {"unit": unit, "info": info}
-            tifffile.imwrite(tmp, image, photometric="rgb" if rgb else "minisblack",
-                             metadata={k: v for k, v in meta.items() if v}, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    if ij_ok:
+        ij_unit = "micron" if unit in ("µm", "um") else unit
+        ij_meta = {"unit": ij_unit} if unit and unit not in ("cm", "inch") else {}
+        if info:
+            ij_meta["Info"] = info
+        tifffile.imwrite(tmp, image, imagej=True, metadata=ij_meta, **kwargs)
+    else:
+        meta = {"unit": unit, "info": info}
+        tifffile.imwrite(tmp, image, photometric="rgb" if rgb else "minisblack",
+                         metadata={k: v for k, v in meta.items() if v}, **kwargs)

@@ -7,6 +7,8 @@ numpy or dask. Each channel is scaled by robust percentiles taken over the whole
 
 from __future__ import annotations
 
+import numbers
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,15 +76,62 @@ class Normalization:
 
 
 def to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round and clip to an integer dtype's range, or cast to float32 for float inputs."""
+    """Finite float values -> ``dtype`` without wrapping: rounded and clipped to an integer
+    dtype's range, clipped to a float dtype's finite range.
+
+    The clip happens in float64, where int64/uint64's maximum rounds up to 2**63 / 2**64 (one
+    past the type); values at or above that bound become the type's maximum instead of wrapping.
+    """
     dtype = np.dtype(dtype)
+    x = np.asarray(x, np.float64)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
-    return np.asarray(x, np.float32)
+        x = np.rint(x)
+        top, bottom = x >= float(info.max), x <= float(info.min)
+        out = np.where(top | bottom, 0, x).astype(dtype)
+        out[top] = info.max
+        out[bottom] = info.min
+        return out
+    info = np.finfo(dtype)
+    return np.clip(x, float(info.min), float(info.max)).astype(dtype)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """1.2 GB, 340 MB, 5.0 TB: decimal units, as a user reads them."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def check_integer(value, what: str, *, minimum: int | None = None) -> int:
+    """``value`` as an int (numpy integers too, not bools or floats), or a StackError."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise StackError(f"{what} must be an integer, got {value!r} ({type(value).__name__}).")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise StackError(f"{what} must be at least {minimum}, got {value}.")
+    return value
 
 
 def _axis(axis: int, ndim: int, what: str) -> int:
+    axis = check_integer(axis, what)
     if not -ndim <= axis < ndim:
         raise StackError(f"{what}={axis} is out of range for a {ndim}-D stack.")
     return axis % ndim
@@ -186,10 +235,21 @@ def fit_normalization(x, dtype, *, joint: bool = False) -> Normalization:
             raise StackError("The stack contains NaN or infinite values; replace or mask them.")
     n_channels = sample.shape[-1]
     flat = sample.reshape(-1, 1 if joint else n_channels).astype(np.float64)
-    lo, hi = np.percentile(flat, PERCENTILES, axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):  # spans past float64: refused below
+        lo, hi = np.percentile(flat, PERCENTILES, axis=0)
     lo, hi = np.broadcast_to(lo, (n_channels,)), np.broadcast_to(hi, (n_channels,))
+    with np.errstate(over="ignore", invalid="ignore"):
+        span_ok = np.all(np.isfinite(hi - lo))
+    if not span_ok:
+        raise StackError(f"The values span {float(lo.min()):.3g} to {float(hi.max()):.3g}, a "
+                         "range wider than float64 holds; rescale the stack first.")
     flat_channels = hi <= lo
-    hi = np.where(flat_channels, lo + 1.0, hi)
+    # A constant channel gets a range of one grey level (integers) or a small fraction of its
+    # value (floats), and always more than float64's spacing there: lo + 1 == lo at 1e300.
+    spread = 1.0 if np.issubdtype(dtype, np.integer) else \
+        np.where(lo != 0, np.abs(lo) * 2.0**-10, 1.0)
+    spread = np.maximum(spread, np.spacing(np.abs(lo)) * 2.0**12)
+    hi = np.where(flat_channels, lo + spread, hi)
     return Normalization(lo.astype(np.float64), hi.astype(np.float64), dtype)
 
 

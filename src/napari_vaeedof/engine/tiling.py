@@ -20,6 +20,45 @@ from dask.highlevelgraph import HighLevelGraph
 ALIGN = 32
 
 
+#: Largest tile side `auto_tile_size` picks, and the most planes x pixels of one tile it allows:
+#: memory grows with both (on the CPU a 10-plane 768 px RGB tile peaked at 2.3-2.6 GB resident,
+#: four 512 px tiles of the same stack at 1.3 GB), so deeper stacks get a smaller largest tile,
+#: never below 512 px (the earlier fixed default). Encoder and decoder batches are sized by
+#: pixels (api.BATCH_PIXELS), so they do not grow with the tile.
+MAX_AUTO_TILE = 768
+MIN_AUTO_CAP = 512
+TILE_PLANE_BUDGET = 10 * 768 * 768
+#: Smallest tile side the models accept.
+MIN_TILE = 64
+
+
+def auto_tile_size(height: int, width: int, planes: int = 1, max_tile: int | None = None) -> int:
+    """The tile side for ``planes`` planes of (height, width): the least work over all tiles.
+
+    Work is the pixels of all tiles summed (overlaps count twice), with the default overlap of
+    a quarter tile; candidates are multiples of 32 from 64 to ``max_tile``, by default 768 px
+    for up to 10 planes, less for more (planes x tile pixels at most `TILE_PLANE_BUDGET`) but
+    not below 512; ties go to fewer, then smaller tiles. A plane that fits is one tile: a
+    768 px plane is one 768 px tile (0.59 MPx of work), not four 512 px tiles (1.05 MPx).
+
+    >>> auto_tile_size(768, 768), auto_tile_size(1024, 1024), auto_tile_size(100, 300)
+    (768, 608, 320)
+    >>> auto_tile_size(768, 768, planes=30)  # 2 x 2 tiles of 448 px: 0.80 MPx
+    448
+    """
+    if max_tile is None:
+        fit = int((TILE_PLANE_BUDGET / max(planes, 1)) ** 0.5) // ALIGN * ALIGN
+        max_tile = max(MIN_AUTO_CAP, min(MAX_AUTO_TILE, fit))
+    top = max(MIN_TILE, min(max_tile, -(-max(height, width) // ALIGN) * ALIGN))
+    best = None
+    for tile in range(MIN_TILE, top + 1, ALIGN):
+        grid = TileGrid.build(height, width, tile, tile // 4)
+        work = sum(b - a for a, b in grid.ys) * sum(b - a for a, b in grid.xs)
+        key = (work, len(grid), tile)
+        best = key if best is None or key < best else best
+    return best[2]
+
+
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Starts of 1-D tiles of length ``tile`` covering ``size`` with at least ``overlap`` shared."""
     if size <= tile:

@@ -404,8 +404,9 @@ def evaluate_stack(folder: str | Path, out_dir: str | Path, *, max_side: int | N
     unit = _unit_scale(planes.dtype)
     to255 = 255.0 / unit
 
-    def progress(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 10) == 0:
+    def progress(p) -> None:
+        done, total = p.tiles_done, p.n_tiles
+        if p.event == "tile" and (done == total or done % max(1, total // 10) == 0):
             log(f"  tiles {done}/{total}")
 
     t0 = time.perf_counter()

@@ -120,6 +120,27 @@ def download(entry: WeightFile, dest: Path, *, url: str | None = None, progress:
         tmp.unlink(missing_ok=True)
 
 
+def lookup(name: str) -> list[tuple[Path, str]]:
+    """Where `weight_path` looks for a registry file, in order, and what is there: "ok",
+    "not there", or why the file there is refused. Never downloads."""
+    entry = REGISTRY[name]
+    env = os.environ.get("VAEEDOF_WEIGHTS_DIR")
+    places = [Path(env).expanduser() / entry.filename] if env else []
+    places.append(cache_dir() / entry.filename)
+    out = []
+    for path in places:
+        if not path.is_file():
+            state = "not there"
+        elif path.stat().st_size != entry.size:
+            state = f"wrong file ({path.stat().st_size} bytes, expected {entry.size})"
+        elif sha256_of(path) != entry.sha256:
+            state = "wrong file (sha256 differs from the pinned one)"
+        else:
+            state = "ok"
+        out.append((path, state))
+    return out
+
+
 def weight_path(name: str, *, allow_download: bool = True) -> Path:
     """Local path of a verified registry file, downloading it into the cache if needed."""
     entry = REGISTRY[name]
