@@ -1,6 +1,6 @@
 """Pixel-faithful mode against the classical baselines on held-out layered scenes whose planes
 are noise-free, JPEG-compressed (quality 80) or noisy (the generator's sensor noise), always
-scored against the noise-free ground truth.
+scored against the noise-free ground truth. ``--selection PATH`` uses another selection head.
 
     VAEEDOF_WEIGHTS_DIR=../shared/models python scripts/measure_compose.py --n 30
     ... --first 3100004 --n 6      # the seeds the composition constants were chosen on
@@ -42,10 +42,13 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--json", default=None, help="write per-stack rows here")
+    p.add_argument("--selection", default=None,
+                   help="another selection head file (e.g. runs/selection_bands/...)")
     args = p.parse_args(argv)
 
     def ours(planes):
-        return fuse_stack(planes, device="cpu", precision="float32", error_map=False).image
+        return fuse_stack(planes, device="cpu", precision="float32", error_map=False,
+                          selection_path=args.selection).image
 
     methods = {"vaeedof_pixel": ours, "laplacian_pyramid": laplacian_pyramid_fusion,
                "variance_argmax": variance_argmax_fusion}

@@ -1,6 +1,7 @@
 import dask.array as da
 import numpy as np
 import pytest
+import torch
 
 from napari_vaeedof import FusionCancelled, StackError, fuse_stack, iter_fuse_stack
 from napari_vaeedof.data.synth import make_stack, quantize
@@ -219,3 +220,20 @@ def test_tiling_leaves_no_seam():
     assert report["mean_abs_diff"] < 5
     assert report["p99_abs_diff"] < 24
     assert report["border_excess"] < 1.05
+
+
+def test_another_selection_head_is_used_and_recorded(tmp_path):
+    """selection_path replaces the packaged head: its sha256 is in the metadata and the output
+    follows it (an untrained head chooses differently)."""
+    from napari_vaeedof.models.selection_net import SelectionNet, save_selection
+    from napari_vaeedof.models.weights import sha256_of
+
+    head = tmp_path / "head.safetensors"
+    torch.manual_seed(0)
+    save_selection(SelectionNet(), head)
+    planes = make_stack(3, size=64, n_planes=3).planes
+    other = fuse_stack(planes, selection_path=head, precision="float32", error_map=False)
+    shipped = fuse_stack(planes, precision="float32", error_map=False)
+    assert other.metadata["weights_sha256"]["selection_net"] == sha256_of(head)
+    assert shipped.metadata["weights_sha256"]["selection_net"] != sha256_of(head)
+    assert not np.allclose(other.depth, shipped.depth)

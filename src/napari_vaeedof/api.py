@@ -343,7 +343,8 @@ def _check_memory(shape, layout: StackLayout, n_maps: int, tile_size: int, overl
 def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
           tile_size: int | None, overlap: int | None, device: str, precision: str,
           error_map: bool, batch_size: int | None, unet_path: str | os.PathLike | None,
-          mode: str, z_positions, step: Callable[[str, int], None] | None = None) -> _Plan:
+          mode: str, z_positions, selection_path: str | os.PathLike | None = None,
+          step: Callable[[str, int], None] | None = None) -> _Plan:
     if isinstance(stack, str | os.PathLike):
         raise StackError(f"fuse_stack takes pixels, not a file name ({stack}); read the file "
                          f"first: napari_vaeedof.io.read_stack(path).data")
@@ -392,7 +393,7 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
     batch = batch_size or default_batch(tile_pixels, device_type)
     grid = TileGrid.build(height, width, tile_size, overlap)
     norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
-    models: Models = load_models(device, precision, unet_path)
+    models: Models = load_models(device, precision, unet_path, selection_path)
     check_mode(mode, models)
     positions = np.arange(z, dtype=np.float64) if z_positions is None else \
         np.asarray(z_positions, np.float64)
@@ -501,6 +502,7 @@ _DOC_PARAMS = """
     batch_size : planes per encode/decode batch, at least 1 (default 1 MPx of tile on the CPU,
         4 planes of 512 px; 8 MPx on a GPU).
     unet_path : a Fusion U-Net safetensors file instead of the packaged weights.
+    selection_path : a selection head safetensors file (pixel mode) instead of the packaged one.
     mode : 'pixel' (default): the planes' own pixels where a plane holds the content, the
         decoded latent fusion only where none does, plus depth, confidence and fill maps;
         'latent': the paper's pure latent fusion (every pixel decoded).
@@ -521,7 +523,8 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                     rgb: bool | None = None, tile_size: int | None = None,
                     overlap: int | None = None, device: str = "auto", precision: str = "auto",
                     error_map: bool = True, batch_size: int | None = None,
-                    unet_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
+                    unet_path: str | os.PathLike | None = None,
+                    selection_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
                     z_positions=None,
                     progress: Callable[[FusionProgress], None] | None = None,
                     ) -> Generator[tuple[int, int], None, FusionResult]:
@@ -533,7 +536,8 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     tracker = _Tracker(progress) if progress is not None else None
     plan = _plan(stack, axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                  overlap=overlap, device=device, precision=precision, error_map=error_map,
-                 batch_size=batch_size, unet_path=unet_path, mode=mode,
+                 batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
+                 mode=mode,
                  z_positions=z_positions, step=tracker.step if tracker else None)
     done = []
     if tracker:
@@ -552,7 +556,8 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                rgb: bool | None = None, tile_size: int | None = None,
                overlap: int | None = None, device: str = "auto", precision: str = "auto",
                error_map: bool = True, batch_size: int | None = None,
-               unet_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
+               unet_path: str | os.PathLike | None = None,
+               selection_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
                z_positions=None, scheduler: str | None = "sync",
                progress: Callable[[FusionProgress], None] | None = None) -> FusionResult:
     """Fuse a focus stack into one all-in-focus image.
@@ -570,7 +575,8 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     """
     kwargs = dict(axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                   overlap=overlap, device=device, precision=precision, error_map=error_map,
-                  batch_size=batch_size, unet_path=unet_path, mode=mode,
+                  batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
+                 mode=mode,
                   z_positions=z_positions)
     if progress is not None:
         gen = iter_fuse_stack(stack, **kwargs, progress=progress)

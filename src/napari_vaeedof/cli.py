@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pixel: the planes' own pixels where in focus, latent fusion where "
                       "no plane holds the content (the default); latent: the paper's pure "
                       "latent fusion")
-    fuse.add_argument("--error-map", type=Path, help="also write the error map (pixel mode: departure from the "
-                      "planes; latent mode: VAE reconstruction error)")
+    fuse.add_argument("--error-map", type=Path,
+                      help="also write the error map (pixel mode: departure from the planes; "
+                      "latent mode: VAE reconstruction error)")
     fuse.add_argument("--depth-map", type=Path, help="also write the depth map (focus position "
                       "per pixel: z units from the file's metadata, else plane index)")
     fuse.add_argument("--confidence-map", type=Path, help="also write the depth confidence")
