@@ -11,7 +11,8 @@ spots are chosen automatically on the planes (not on any output):
 A 512 px context around each spot is fused (so every method sees the same planes; tiles of the
 full plane would see the same), and the central 256 px are shown 1:1: the sharpest plane of the
 window, the Laplacian pyramid (5 levels, max-abs detail, mean base), focusweave (when the peers
-venv from benchmarks/setup_peers.sh exists) and ours in pixel mode.
+venv from benchmarks/setup_peers.sh exists), ours in pixel mode and our error map (pixel mode:
+the output's departure from the planes, 0-32 grey levels).
 
 The measure ("fine-band fidelity"), on pixels where one plane is clearly the sharpest (its
 finest Laplacian band energy, smoothed over 9 px, at least 4x every other plane's and above a
@@ -42,11 +43,13 @@ sys.path.insert(0, str(REPO / "src"))
 
 from napari_vaeedof import fuse_stack  # noqa: E402
 from napari_vaeedof.evaluation.baselines import laplacian_pyramid_fusion  # noqa: E402
-from napari_vaeedof.evaluation.real_stacks import _grid_image, _png_bytes  # noqa: E402
+from napari_vaeedof.evaluation.real_stacks import _grid_image, _png_bytes, inferno  # noqa: E402
 
 STACKS = REPO.parent / "shared" / "data" / "stacks"
 PEERS_PY = REPO / "benchmarks" / ".peers-venv" / "bin" / "python"
 CROP, CONTEXT = 256, 512
+#: Display range of the error map (departure from the planes), grey levels of 8 bits.
+DEPARTURE_RANGE = (0.0, 32.0)
 #: Spots chosen by eye in addition (top-left corners, full-resolution pixels).
 EXTRA_SPOTS = {"focusstack_pcb": [("silkscreen lettering", (830, 760))]}
 
@@ -136,8 +139,9 @@ def methods(planes: np.ndarray) -> dict[str, np.ndarray]:
     fw = focusweave(planes)
     if fw is not None:
         out["focusweave"] = fw
-    res = fuse_stack(planes, precision="float32", error_map=False, device="cpu")
+    res = fuse_stack(planes, precision="float32", error_map=True, device="cpu")
     out["VAEEDOF pixel (ours)"] = res.image
+    out["ours: departure from the planes"] = inferno(res.error, *DEPARTURE_RANGE)
     return out
 
 
@@ -178,7 +182,7 @@ def main(argv=None) -> int:
                 titles = [k.replace(" (ours)", "") for k in outs]
                 labels.append(f"{spot} at y={y0}, x={x0}")
                 for name, o in outs.items():
-                    if name.startswith("sharpest"):
+                    if name.startswith("sharpest") or "departure" in name:
                         continue
                     db, ratio = fidelity(o, ctx)
                     rows.append({"stack": folder.name, "planes": variant, "spot": spot,
@@ -189,7 +193,8 @@ def main(argv=None) -> int:
             tag = "jpeg80" if variant.startswith("JPEG") else "shipped"
             img = _grid_image(cells, titles, labels,
                               f"{folder.name}, planes {variant}: 1:1 crops ({CROP} px) of each "
-                              f"method fused on a {CONTEXT} px window", [None] * len(titles))
+                              f"method fused on a {CONTEXT} px window; error map 0-32 grey levels",
+                              [DEPARTURE_RANGE if "departure" in t else None for t in titles])
             (out_dir / f"{folder.name}_{tag}.png").write_bytes(_png_bytes(img))
     table = out_dir / "fine_band.json"
     if args.only and table.exists():  # a partial run replaces only its stacks' rows
