@@ -80,3 +80,18 @@ def test_wrong_file_in_weights_dir_is_refused(tmp_path, weights_dir, monkeypatch
     monkeypatch.setenv("VAEEDOF_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(WeightsError, match="does not match the pinned sha256"):
         weight_path("taef2_encoder")
+
+
+def test_packaged_weights_are_verified_before_loading(tmp_path, monkeypatch):
+    """The shipped files match the sha256 the release records (update PACKAGED_SHA256 when
+    shipping new weights); a damaged copy is refused with a message saying what to do."""
+    assert weights.fusion_unet_path() == weights.FUSION_UNET_FILE
+    assert weights.selection_net_path() == weights.SELECTION_NET_FILE
+    damaged = tmp_path / "selection_net.safetensors"
+    blob = bytearray(weights.SELECTION_NET_FILE.read_bytes())
+    blob[-1] ^= 0xFF
+    damaged.write_bytes(bytes(blob))
+    monkeypatch.setattr(weights, "SELECTION_NET_FILE", damaged)
+    with pytest.raises(WeightsError, match=r"damaged.*reinstall"):
+        weights.selection_net_path()
+

@@ -100,8 +100,11 @@ def _weights(args: argparse.Namespace) -> int:
         FUSION_UNET_FILE,
         REGISTRY,
         SELECTION_NET_FILE,
+        WeightsError,
         cache_dir,
+        fusion_unet_path,
         lookup,
+        selection_net_path,
         weight_path,
     )
 
@@ -124,8 +127,14 @@ def _weights(args: argparse.Namespace) -> int:
         for path, state in places:
             print(f"      looked in {path.parent}: {state}")
     print("Shipped with the package:")
-    for label, path in (("Fusion U-Net", FUSION_UNET_FILE), ("selection head", SELECTION_NET_FILE)):
-        state = "found" if path.is_file() else "MISSING (reinstall napari-vaeedof)"
+    for label, path, check in (("Fusion U-Net", FUSION_UNET_FILE, fusion_unet_path),
+                               ("selection head", SELECTION_NET_FILE, selection_net_path)):
+        try:
+            check()
+            state = "found (sha256 verified)"
+        except WeightsError:
+            state = ("DAMAGED (sha256 differs; reinstall napari-vaeedof)" if path.is_file()
+                     else "MISSING (reinstall napari-vaeedof)")
         print(f"  {label}: {state} {path}")
     env = os.environ.get("VAEEDOF_WEIGHTS_DIR")
     print(f"VAEEDOF_WEIGHTS_DIR: {env if env else 'not set'}")

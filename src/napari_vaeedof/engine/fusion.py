@@ -136,7 +136,12 @@ def load_models(device: str | torch.device = "auto", precision: str = "auto",
     dev = resolve_device(device)
     dtype = resolve_dtype(precision, dev)
     path = Path(unet_path) if unet_path is not None else fusion_unet_path()
-    sel = Path(selection_path) if selection_path is not None else SELECTION_NET_FILE
+    if selection_path is not None:
+        sel = Path(selection_path)
+    elif SELECTION_NET_FILE.exists():
+        sel = selection_net_path()  # verified: a damaged file is an error, not a silent skip
+    else:
+        sel = SELECTION_NET_FILE
     sel_file = str(sel) if sel.is_file() or selection_path is not None else ""
     stamps = [(p.stat().st_size, p.stat().st_mtime_ns) for p in (path, sel) if p.is_file()]
     stamp = (*stamps, os.environ.get("VAEEDOF_WEIGHTS_DIR"))

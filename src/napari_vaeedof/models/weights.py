@@ -162,22 +162,32 @@ def weight_path(name: str, *, allow_download: bool = True) -> Path:
     return download(entry, cached)
 
 
+#: sha256 of the packaged files: checked before loading, so a damaged install says so instead
+#: of fusing with broken weights. Shipping new weights means updating these (a test checks).
+PACKAGED_SHA256 = {
+    "fusion_unet": "67a5c51e439604dbe80bf7faf7baa7652d34ca58cc910f11798200e56208fa4b",
+    "selection_net": "0abb9f6853bf078990cea51e575b639d7b03792d8bfcafd72a9a7d9e4b51ba96",
+}
+
+
+def _verified(path: Path, name: str, what: str, remedy: str) -> Path:
+    if not path.is_file():
+        raise WeightsError(f"The packaged {what} weights are missing ({path}); {remedy}")
+    if sha256_of(path) != PACKAGED_SHA256[name]:
+        raise WeightsError(f"The packaged {what} weights are damaged ({path}: sha256 differs "
+                           f"from the release's); {remedy}")
+    return path
+
+
 def fusion_unet_path() -> Path:
-    """The packaged Fusion U-Net weights (safetensors)."""
-    if not FUSION_UNET_FILE.is_file():
-        raise WeightsError(
-            f"The packaged Fusion U-Net weights are missing ({FUSION_UNET_FILE}); reinstall "
-            "napari-vaeedof or train them with `napari-vaeedof train`."
-        )
-    return FUSION_UNET_FILE
+    """The packaged Fusion U-Net weights (safetensors), verified against their sha256."""
+    return _verified(FUSION_UNET_FILE, "fusion_unet", "Fusion U-Net",
+                     "reinstall napari-vaeedof or train them with `napari-vaeedof train`.")
 
 
 def selection_net_path() -> Path:
-    """The packaged selection head weights (safetensors), used by the pixel-faithful mode."""
-    if not SELECTION_NET_FILE.is_file():
-        raise WeightsError(
-            f"The packaged selection head weights are missing ({SELECTION_NET_FILE}); reinstall "
-            "napari-vaeedof, train them with `napari-vaeedof train --config selection`, or use "
-            "mode='latent'."
-        )
-    return SELECTION_NET_FILE
+    """The packaged selection head weights (safetensors), used by the pixel-faithful mode,
+    verified against their sha256."""
+    return _verified(SELECTION_NET_FILE, "selection_net", "selection head",
+                     "reinstall napari-vaeedof, train them with `napari-vaeedof train --config "
+                     "selection`, or use mode='latent'.")
