@@ -34,3 +34,11 @@ def test_public_names_load_on_first_use():
         assert "no_such_name" in str(err)
     else:
         raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_the_package_works_without_docstrings():
+    """python -OO strips docstrings: nothing may be built from them at import time."""
+    code = "from napari_vaeedof import fuse_stack, iter_fuse_stack; print(fuse_stack.__doc__)"
+    out = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"

@@ -479,44 +479,6 @@ METHOD_NAMES = {
     "latent": "VAEEDOF latent fusion (TAEF2 + Fusion U-Net)",
 }
 
-_DOC_PARAMS = """
-    Parameters
-    ----------
-    stack : (Z, Y, X), (Z, Y, X, 3|4) or 4-D multichannel ndarray or dask array, or a list of
-        equally shaped 2-D (or RGB) planes. uint8, uint16, other integers or float; the image
-        comes back in the same dtype (float16 and float64 too). RGBA: the alpha channel is
-        dropped (with a warning) and the result is RGB; rgb=False, channel_axis=-1 fuses all
-        four channels one by one instead.
-    axis : the focus (plane) axis.
-    channel_axis : the channel axis of a 4-D stack; RGB with channels last is found by itself.
-    rgb : force (True) or refuse (False) treating 3-4 channels as one colour image.
-    tile_size, overlap : tiles in pixels (multiple of 32) and their overlap (default a quarter).
-        Default tile size: the one that fuses the plane with the least work, at most 768 px
-        (less for more than 10 planes, not below 512; `engine.tiling.auto_tile_size`): a plane
-        up to 768 px is one tile.
-    device : 'auto' (cuda > mps > cpu), or a torch device string.
-    precision : 'auto' (float16 on GPU; bfloat16 on CPUs with native bf16, else float32),
-        'float32', 'float16' or 'bfloat16'.
-    error_map : also compute the error map: in pixel mode the output's departure from the
-        planes (cheap), in latent mode the VAE reconstruction error (one decode per plane).
-    batch_size : planes per encode/decode batch, at least 1 (default 1 MPx of tile on the CPU,
-        4 planes of 512 px; 8 MPx on a GPU).
-    unet_path : a Fusion U-Net safetensors file instead of the packaged weights.
-    selection_path : a selection head safetensors file (pixel mode) instead of the packaged one.
-    mode : 'pixel' (default): the planes' own pixels where a plane holds the content, the
-        decoded latent fusion only where none does, plus depth, confidence and fill maps;
-        'latent': the paper's pure latent fusion (every pixel decoded).
-    z_positions : focus position of each plane (e.g. microns), for the depth map; default the
-        plane index. Depth between planes is interpolated linearly.
-
-    Raises
-    ------
-    StackError (a ValueError) for input that is not a usable stack, or that needs more memory
-    than is free (the message gives the numbers); ValueError for bad parameters; WeightsError
-    for a missing or unreadable weights file; FusionError (a ValueError) when the result would
-    hold NaN or infinite values. float16/bfloat16 precision on a CPU without native support
-    warns: it runs many times slower than float32.
-"""
 
 
 def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
@@ -531,7 +493,8 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     """Like `fuse_stack`, one tile at a time: yields (tiles done, tiles total), returns the result.
 
     Closing the generator between tiles stops the work; nothing partial is returned.
-    ``progress`` is called as in `fuse_stack`, also within tiles.
+    ``progress`` is called as in `fuse_stack`, also within tiles. The parameters, what is
+    returned and what is raised are those of `fuse_stack`.
     """
     tracker = _Tracker(progress) if progress is not None else None
     plan = _plan(stack, axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
@@ -568,6 +531,45 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     after each encoder batch, U-Net call and error-map decoder batch within a tile (every few
     seconds on a CPU), and after each tile; raising `FusionCancelled` in it stops the fusion.
 
+    Parameters
+    ----------
+    stack : (Z, Y, X), (Z, Y, X, 3|4) or 4-D multichannel ndarray or dask array, or a list of
+        equally shaped 2-D (or RGB) planes. uint8, uint16, other integers or float; the image
+        comes back in the same dtype (float16 and float64 too). RGBA: the alpha channel is
+        dropped (with a warning) and the result is RGB; rgb=False, channel_axis=-1 fuses all
+        four channels one by one instead.
+    axis : the focus (plane) axis.
+    channel_axis : the channel axis of a 4-D stack; RGB with channels last is found by itself.
+    rgb : force (True) or refuse (False) treating 3-4 channels as one colour image.
+    tile_size, overlap : tiles in pixels (multiple of 32) and their overlap (default a quarter).
+        Default tile size: the one that fuses the plane with the least work, at most 768 px
+        (less for more than 10 planes, not below 512; `engine.tiling.auto_tile_size`): a plane
+        up to 768 px is one tile.
+    device : 'auto' (cuda > mps > cpu), or a torch device string.
+    precision : 'auto' (float16 on GPU; bfloat16 on CPUs with native bf16, else float32),
+        'float32', 'float16' or 'bfloat16'.
+    error_map : also compute the error map: in pixel mode the output's departure from the
+        planes (cheap), in latent mode the VAE reconstruction error (one decode per plane).
+    batch_size : planes per encode/decode batch, at least 1 (default 1 MPx of tile on the CPU,
+        4 planes of 512 px; 8 MPx on a GPU).
+    unet_path : a Fusion U-Net safetensors file instead of the packaged weights.
+    selection_path : a selection head safetensors file (pixel mode) instead of the packaged one.
+    mode : 'pixel' (default): the planes' own pixels where a plane holds the content, the
+        decoded latent fusion only where none does, plus depth, confidence and fill maps;
+        'latent': the paper's pure latent fusion (every pixel decoded).
+    z_positions : focus position of each plane (e.g. microns), for the depth map; default the
+        plane index. Depth between planes is interpolated linearly.
+
+    Raises
+    ------
+    StackError (a ValueError) for input that is not a usable stack, or that needs more memory
+    than is free (the message gives the numbers); ValueError for bad parameters; WeightsError
+    for a missing or unreadable weights file; FusionError (a ValueError) when the result would
+    hold NaN or infinite values. float16/bfloat16 precision on a CPU without native support
+    warns: it runs many times slower than float32.
+
+    Examples
+    --------
     >>> from napari_vaeedof.data.synth import make_stack
     >>> result = fuse_stack(make_stack(0, size=128, n_planes=3).planes)
     >>> result.image.shape
@@ -589,9 +591,6 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     fused = assemble(plan.tiles, plan.grid, plan.n_out).compute(scheduler=scheduler)
     return _finish(plan, fused)
 
-
-fuse_stack.__doc__ += _DOC_PARAMS
-iter_fuse_stack.__doc__ += _DOC_PARAMS
 
 __all__ = ["FusionCancelled", "FusionError", "FusionProgress", "FusionResult", "StackError",
            "fuse_stack", "iter_fuse_stack"]
