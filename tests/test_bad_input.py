@@ -22,9 +22,8 @@ import tifffile
 
 from napari_vaeedof import FusionError, StackError, fuse_stack
 from napari_vaeedof._reader import get_reader
-from napari_vaeedof.api import _cpu_has_fp16
 from napari_vaeedof.cli import main
-from napari_vaeedof.engine.fusion import cpu_has_bf16
+from napari_vaeedof.engine.fusion import cpu_has_bf16, cpu_has_fp16
 from napari_vaeedof.engine.stack import to_dtype
 from napari_vaeedof.io import read_stack, write_tiffs
 from napari_vaeedof.models.weights import WeightsError
@@ -448,7 +447,7 @@ def test_rgba_warns_and_can_keep_alpha(random_unet):
 
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
 def test_slow_cpu_precision_warns(random_unet, precision):
-    native = _cpu_has_fp16() if precision == "float16" else cpu_has_bf16()
+    native = cpu_has_fp16() if precision == "float16" else cpu_has_bf16()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         fuse_stack(_stack(size=32, n=2), unet_path=random_unet, device="cpu",

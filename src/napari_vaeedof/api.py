@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -24,6 +23,7 @@ from .engine.fusion import (
     available_devices,
     check_mode,
     cpu_has_bf16,
+    cpu_has_fp16,
     fuse_tile,
     load_models,
     output_maps,
@@ -224,26 +224,6 @@ class FusionError(ValueError):
     """The fusion gave values that cannot be right (NaN or infinite); nothing is returned."""
 
 
-#: Dtypes whose values float32 holds exactly: their tiles go to the models as they are; any
-#: other dtype is normalised to [0, 1] in float64 first, so float64 near 1e300 or 1e-300, and
-#: int64 near its limits, neither overflow nor collapse in float32.
-_EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16)}
-
-
-def _normalized(tile, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return ((np.asarray(tile, np.float64) - lo) / scale).astype(np.float32)
-
-
-@functools.cache
-def _cpu_has_fp16() -> bool:
-    """True on CPUs with native float16 arithmetic (AVX512-FP16 or AMX-FP16), read on Linux."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_fp16" in flags or "amx_fp16" in flags
-
-
 def _check_device(device) -> None:
     """A one-line ValueError for a device torch does not know or this machine does not have."""
     if str(device) == "auto":
@@ -291,7 +271,7 @@ def _warn_slow_precision(device, precision: str) -> None:
     if dev.type != "cpu":
         return
     if (dtype == torch.bfloat16 and not cpu_has_bf16()) or \
-            (dtype == torch.float16 and not _cpu_has_fp16()):
+            (dtype == torch.float16 and not cpu_has_fp16()):
         name = str(dtype).removeprefix("torch.")
         warnings.warn(f"precision={precision!r}: this CPU has no native {name} arithmetic, so "
                       f"fusion runs many times (about 50x) slower than with float32; use "
@@ -401,20 +381,10 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
         raise StackError(f"z_positions needs one finite number per plane ({z}), got "
                          f"{positions.shape[0] if positions.ndim == 1 else positions.shape}.")
     task = dask.delayed(fuse_tile, pure=True)
-    # Tiles of dtypes float32 does not hold exactly are normalised in float64 first; fuse_tile
-    # then sees values in [0, 1] (lo 0, scale 1).
-    pre = layout.dtype not in _EXACT_IN_FLOAT32
-    lo, scale = (np.zeros_like(norm.lo), np.ones_like(norm.scale)) if pre else \
-        (norm.lo, norm.scale)
-    normalize = dask.delayed(_normalized, pure=True)
-    tiles = []
-    for i, (y0, y1, x0, x1) in enumerate(grid.boxes):
-        src = x[:, y0:y1, x0:x1, :]
-        if pre:
-            src = normalize(src, norm.lo, norm.scale, dask_key_name=f"vaeedof-norm-{i}")
-        tiles.append(task(src, lo, scale, layout.mode == "rgb", models, mode=mode,
-                          error_map=error_map, batch=batch, progress=step,
-                          dask_key_name=f"vaeedof-tile-{i}-{mode}-{id(models)}"))
+    tiles = [task(x[:, y0:y1, x0:x1, :], norm, layout.mode == "rgb", models, mode=mode,
+                  error_map=error_map, batch=batch, progress=step,
+                  dask_key_name=f"vaeedof-tile-{i}-{mode}-{id(models)}")
+             for i, (y0, y1, x0, x1) in enumerate(grid.boxes)]
     maps = output_maps(mode, error_map)
     units = 1 if layout.mode == "rgb" else channels
     metadata = {
@@ -500,8 +470,7 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     plan = _plan(stack, axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                  overlap=overlap, device=device, precision=precision, error_map=error_map,
                  batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
-                 mode=mode,
-                 z_positions=z_positions, step=tracker.step if tracker else None)
+                 mode=mode, z_positions=z_positions, step=tracker.step if tracker else None)
     done = []
     if tracker:
         tracker.begin(plan)
@@ -578,8 +547,7 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     kwargs = dict(axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                   overlap=overlap, device=device, precision=precision, error_map=error_map,
                   batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
-                 mode=mode,
-                  z_positions=z_positions)
+                  mode=mode, z_positions=z_positions)
     if progress is not None:
         gen = iter_fuse_stack(stack, **kwargs, progress=progress)
         try:

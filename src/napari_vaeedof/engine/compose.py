@@ -31,9 +31,10 @@ FILL_DEAD = 0.1
 #: `scripts/measure_compose.py --first 3100004 --n 6` gives the chosen setting's numbers.
 BAND_LEVELS = 3
 BAND_SHARPEN = 6.0
-#: Window (px) over which the output is compared with each plane in `departure`: wide enough
-#: that a ghost or a fog spans it, small enough to point at the damaged detail.
-DEPARTURE_RADIUS = 2
+#: Radius (px) of the window over which values are compared: the output with each plane in
+#: `departure`, the planes with each other in `planes_disagree`. Wide enough that a ghost or a
+#: fog spans it, small enough to point at the damaged detail.
+COMPARE_RADIUS = 2
 #: Planes whose values differ by less than this (2 grey levels of 8 bits) show the same content.
 AGREE_LEVELS = 2 / 255
 _LUMA = (0.299, 0.587, 0.114)
@@ -121,7 +122,7 @@ def compose(blend: torch.Tensor, decoded: torch.Tensor, fill: torch.Tensor) -> t
     return blend + fill[None] * (decoded.float() - blend)
 
 
-def departure(image: torch.Tensor, planes: torch.Tensor, radius: int = DEPARTURE_RADIUS
+def departure(image: torch.Tensor, planes: torch.Tensor, radius: int = COMPARE_RADIUS
               ) -> torch.Tensor:
     """(3, H, W) output and (Z, 3, H, W) planes -> (H, W): how far the output departs from what
     the planes show, whatever the cause (composition, fill, VAE).
@@ -271,5 +272,5 @@ def planes_disagree(planes: torch.Tensor) -> torch.Tensor:
     pixels from the head (41.7 dB instead of 68.8 dB without); gated, none.
     """
     spread = (planes.amax(0) - planes.amin(0)).amax(0)
-    spread = box_mean(spread[None, None].float(), DEPARTURE_RADIUS)[0, 0]
+    spread = box_mean(spread[None, None].float(), COMPARE_RADIUS)[0, 0]
     return ((spread - AGREE_LEVELS) / (3 * AGREE_LEVELS)).clamp(0, 1)

@@ -35,6 +35,7 @@ from .compose import (
     sharpness,
     sharpness_features,
 )
+from .stack import Normalization
 
 GROUP = 7
 #: "pixel": the planes' own pixels where a plane holds the content, the decoded latent fusion
@@ -71,13 +72,22 @@ def available_devices() -> list[str]:
 
 
 @functools.cache
+def _cpu_flags() -> str:
+    """The CPU feature flags (Linux /proc/cpuinfo), or "" where they cannot be read."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16() -> bool:
     """True on CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX), read on Linux."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "avx512_bf16" in _cpu_flags() or "amx_bf16" in _cpu_flags()
+
+
+def cpu_has_fp16() -> bool:
+    """True on CPUs with native float16 arithmetic (AVX512-FP16 or AMX-FP16), read on Linux."""
+    return "avx512_fp16" in _cpu_flags() or "amx_fp16" in _cpu_flags()
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -279,15 +289,15 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
     return {k: v[..., :h, :w] for k, v in out.items()}
 
 
-def fuse_tile(tile: np.ndarray, lo: np.ndarray, scale: np.ndarray, rgb: bool, models: Models,
+def fuse_tile(tile: np.ndarray, norm: Normalization, rgb: bool, models: Models,
               *, mode: str = DEFAULT_MODE, error_map: bool = True, batch: int = 8,
               progress: Callable[[str, int], None] | None = None) -> np.ndarray:
-    """Raw (Z, h, w, C) tile -> (h, w, C + U * len(output_maps)) float32: normalised fused
+    """Raw (Z, h, w, C) tile and the stack's `Normalization` -> (h, w, C + U * len(output_maps))
+    float32: normalised fused
     channels, then each map of `output_maps` for each of the U fusion units (U = 1 for RGB,
     else C: each channel or RGB triple is fused as one unit). ``progress`` as in
     `fuse_planes`, for each unit in turn."""
-    x = (np.asarray(tile, np.float32) - lo.astype(np.float32)) / scale.astype(np.float32)
-    raw = torch.from_numpy(x).permute(0, 3, 1, 2)  # (Z, C, h, w), unclipped
+    raw = torch.from_numpy(norm.forward(tile)).permute(0, 3, 1, 2)  # (Z, C, h, w), unclipped
     t = raw.clamp(0, 1)
 
     def as_units(a: torch.Tensor) -> list[torch.Tensor]:

@@ -66,8 +66,11 @@ class Normalization:
         return self.hi - self.lo
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """(..., C) input values -> float32, 0..1 over the robust range (not clipped)."""
-        return ((np.asarray(x, np.float32) - self.lo) / self.scale).astype(np.float32)
+        """(..., C) input values -> float32, 0..1 over the robust range (not clipped).
+
+        Computed in float64, so float64 input near 1e300 or 1e-300 and 64-bit integers near
+        their limits neither overflow nor collapse before the result fits float32."""
+        return ((np.asarray(x, np.float64) - self.lo) / self.scale).astype(np.float32)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """(..., C) float in [0, 1] -> the input's intensity range and dtype."""

@@ -8,6 +8,7 @@ comes from the pinned URL, or from ``$VAEEDOF_WEIGHTS_URL`` (a mirror holding th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -70,8 +71,15 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _is_valid(path: Path, entry: WeightFile) -> bool:
-    return path.is_file() and path.stat().st_size == entry.size and sha256_of(path) == entry.sha256
+def _state(path: Path, entry: WeightFile) -> str:
+    """"ok", "not there", or why the file at ``path`` is not ``entry``."""
+    if not path.is_file():
+        return "not there"
+    if path.stat().st_size != entry.size:
+        return f"wrong file ({path.stat().st_size} bytes, expected {entry.size})"
+    if sha256_of(path) != entry.sha256:
+        return "wrong file (sha256 differs from the pinned one)"
+    return "ok"
 
 
 def _missing_message(entry: WeightFile, reason: str) -> str:
@@ -127,35 +135,22 @@ def lookup(name: str) -> list[tuple[Path, str]]:
     env = os.environ.get("VAEEDOF_WEIGHTS_DIR")
     places = [Path(env).expanduser() / entry.filename] if env else []
     places.append(cache_dir() / entry.filename)
-    out = []
-    for path in places:
-        if not path.is_file():
-            state = "not there"
-        elif path.stat().st_size != entry.size:
-            state = f"wrong file ({path.stat().st_size} bytes, expected {entry.size})"
-        elif sha256_of(path) != entry.sha256:
-            state = "wrong file (sha256 differs from the pinned one)"
-        else:
-            state = "ok"
-        out.append((path, state))
-    return out
+    return [(path, _state(path, entry)) for path in places]
 
 
 def weight_path(name: str, *, allow_download: bool = True) -> Path:
     """Local path of a verified registry file, downloading it into the cache if needed."""
     entry = REGISTRY[name]
-    env = os.environ.get("VAEEDOF_WEIGHTS_DIR")
-    if env:
-        candidate = Path(env).expanduser() / entry.filename
-        if candidate.is_file():
-            if not _is_valid(candidate, entry):
-                raise WeightsError(
-                    f"{candidate} does not match the pinned sha256 {entry.sha256} "
-                    f"(size {entry.size}); replace it with the file from {entry.url}."
-                )
+    *chosen, (cached, cached_state) = lookup(name)
+    for candidate, state in chosen:  # VAEEDOF_WEIGHTS_DIR: a wrong file there is an error
+        if state == "ok":
             return candidate
-    cached = cache_dir() / entry.filename
-    if _is_valid(cached, entry):
+        if state != "not there":
+            raise WeightsError(
+                f"{candidate} does not match the pinned sha256 {entry.sha256} "
+                f"(size {entry.size}); replace it with the file from {entry.url}."
+            )
+    if cached_state == "ok":
         return cached
     if not allow_download:
         raise WeightsError(_missing_message(entry, f"{entry.filename} is not available offline"))
@@ -170,10 +165,16 @@ PACKAGED_SHA256 = {
 }
 
 
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)
+
+
 def _verified(path: Path, name: str, what: str, remedy: str) -> Path:
     if not path.is_file():
         raise WeightsError(f"The packaged {what} weights are missing ({path}); {remedy}")
-    if sha256_of(path) != PACKAGED_SHA256[name]:
+    st = path.stat()  # hashed once per file version, not on every fusion call
+    if _sha256_cached(path, st.st_size, st.st_mtime_ns) != PACKAGED_SHA256[name]:
         raise WeightsError(f"The packaged {what} weights are damaged ({path}: sha256 differs "
                            f"from the release's); {remedy}")
     return path
