@@ -15,6 +15,7 @@ from napari_vaeedof.engine.compose import (
     fill_weight,
     guided_filter,
     laplacian_pyramid,
+    noise_floor,
     pixel_blend,
     selection_weights,
     sharpness,
@@ -96,6 +97,45 @@ def test_undecided_head_takes_each_region_from_its_sharp_plane():
     err_bands = np.abs(out - sharp)[inner].mean()
     err_mean = np.abs(stack.mean(0) - sharp)[inner].mean()
     assert err_bands < 0.25 * err_mean
+
+
+def test_noise_floor_follows_the_noise_variance_and_is_zero_without_noise():
+    g = torch.Generator().manual_seed(1)
+    flat = torch.full((8, 3, 64, 64), 0.5)
+    assert float(noise_floor(flat)) == 0.0
+    per_variance = [float(noise_floor(flat + s * torch.randn(flat.shape, generator=g))) / s**2
+                    for s in (0.02, 0.04)]
+    assert per_variance[0] > 0
+    assert per_variance[1] == pytest.approx(per_variance[0], rel=0.1)
+
+
+def test_noisy_planes_average_where_no_plane_holds_detail():
+    """Eight noisy flat planes and a head sure of plane 0: no plane holds detail above the
+    noise, so the detail bands average the planes' noise instead of passing plane 0's."""
+    g = torch.Generator().manual_seed(1)
+    sigma = 0.03
+    planes = 0.5 + sigma * torch.randn(8, 3, 64, 64, generator=g)
+    logits = torch.full((8, 8, 8), -10.0)
+    logits[0] = 10.0
+    out = blend_bands(planes, band_weights(selection_weights(logits, planes), planes))
+    assert float((planes[0] - 0.5).std()) > 0.95 * sigma
+    assert float((out - 0.5).std()) < 0.7 * sigma
+
+
+def test_noisy_planes_still_give_each_region_its_sharp_plane():
+    """The two-focus stack with sensor noise (sigma 0.01): the detail still comes from the sharp
+    plane of each half, well closer to the truth than the planes' mean."""
+    from conftest import two_focus_stack
+
+    stack, sharp = two_focus_stack(96)
+    noisy = stack + 0.01 * np.random.default_rng(0).standard_normal(stack.shape)
+    planes = torch.from_numpy(np.clip(noisy, 0, 1).astype(np.float32)).permute(0, 3, 1, 2)
+    coarse = selection_weights(torch.zeros(2, 12, 12), planes)
+    out = blend_bands(planes, band_weights(coarse, planes)).permute(1, 2, 0).numpy()
+    inner = (slice(8, -8), np.r_[8:40, 56:88])
+    err_bands = np.abs(out - sharp)[inner].mean()
+    err_mean = np.abs(planes.permute(0, 2, 3, 1).numpy().mean(0) - sharp)[inner].mean()
+    assert err_bands < 0.75 * err_mean
 
 
 def test_band_blend_stays_within_the_planes_range():
