@@ -361,3 +361,15 @@ def test_latent_mode_gives_no_depth_or_fill(viewer_widget, qtbot):
     assert [layer.name for layer in viewer.layers] == ["z", "z VAE reconstruction error",
                                                        "z fused"]
     assert viewer.layers["z fused"].metadata["mode"] == "latent"
+
+
+def test_align_choice_reaches_the_fusion(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_gray_stack(n=3, height=64, width=64), name="z")
+    assert widget.align.value == "none"
+    assert tuple(widget.align.choices) == ("none", "translation", "similarity", "affine")
+    widget.align.value = "similarity"
+    widget.mode.value = "latent"
+    _run(widget, qtbot)
+    meta = viewer.layers["z fused"].metadata
+    assert meta["align"] == "similarity" and len(meta["alignment"]["transforms"]) == 3

@@ -27,6 +27,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _layers
 from .api import FusionCancelled, FusionProgress, format_seconds, fuse_stack
+from .engine.align import ALIGNMENTS
 from .engine.fusion import DEFAULT_MODE, available_devices
 from .engine.tiling import MAX_AUTO_TILE
 from .models.weights import WeightsError
@@ -191,6 +192,14 @@ class FusionWidget(Container):
             "learned latent fusion only where none is (fill map). latent: every pixel decoded "
             "from the fused latent, as in the VAEEDOF paper.",
         )
+        self.align = ComboBox(
+            choices=list(ALIGNMENTS),
+            value="none",
+            label="Align",
+            tooltip="Register the planes to the middle one before fusing. none: the planes "
+            "are aligned (motorised microscope). translation: drift. similarity: drift and "
+            "focus breathing (scale, rotation; handheld or macro stacks). affine: also shear.",
+        )
         self.out_fused = CheckBox(value=True, text="fused image")
         self.out_error = CheckBox(
             value=True,
@@ -232,6 +241,7 @@ class FusionWidget(Container):
                 self.overlap,
                 self.precision,
                 self.mode,
+                self.align,
                 Container(
                     widgets=[self.out_fused, self.out_error, self.out_depth, self.out_fill],
                     layout="horizontal",
@@ -350,6 +360,7 @@ class FusionWidget(Container):
             "device": self.device.value,
             "precision": self.precision.value,
             "mode": self.mode.value,
+            "align": self.align.value,
         }
         self._cancel.clear()
         self._cancel_pressed = self.last_progress = None

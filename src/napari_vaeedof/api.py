@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 
 from . import __version__
+from .engine.align import ALIGNMENTS, align_planes, check_model
 from .engine.fusion import (
     DEFAULT_MODE,
     GROUP,
@@ -279,7 +280,8 @@ def _warn_slow_precision(device, precision: str) -> None:
 
 
 def _estimate_memory(shape: tuple[int, int, int, int], layout: StackLayout, n_maps: int,
-                     tile_size: int, overlap: int, batch: int) -> dict[str, int]:
+                     tile_size: int, overlap: int, batch: int, aligned: bool = False
+                     ) -> dict[str, int]:
     """Bytes the fusion holds at its peak, by part (a rough, slightly generous estimate)."""
     z, height, width, channels = shape
     units = 1 if layout.mode == "rgb" else channels
@@ -298,17 +300,20 @@ def _estimate_memory(shape: tuple[int, int, int, int], layout: StackLayout, n_ma
         # one tile through the models: its planes, and per plane of a batch the VAE's feature
         # maps (measured: 2.0 GB for 7 planes of 512 px, float32, CPU)
         "working set of one tile": z * t * t * channels * 8 + min(batch, z) * 64 * t * t * 16,
+        # alignment: the registered copy of the stack, and one plane's pyramids and masks
+        "aligned planes": z * pixels * channels * layout.dtype.itemsize + pixels * 24
+        if aligned else 0,
     }
     return parts
 
 
 def _check_memory(shape, layout: StackLayout, n_maps: int, tile_size: int, overlap: int,
-                  batch: int) -> None:
+                  batch: int, aligned: bool = False) -> None:
     """Refuse, before any work, a fusion that needs more memory than this machine has free."""
     free = available_memory()
     if free is None:
         return
-    parts = _estimate_memory(shape, layout, n_maps, tile_size, overlap, batch)
+    parts = _estimate_memory(shape, layout, n_maps, tile_size, overlap, batch, aligned)
     need = sum(parts.values())
     if need <= free:
         return
@@ -324,6 +329,7 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
           tile_size: int | None, overlap: int | None, device: str, precision: str,
           error_map: bool, batch_size: int | None, unet_path: str | os.PathLike | None,
           mode: str, z_positions, selection_path: str | os.PathLike | None = None,
+          align: str = "none", match_gain: bool = False,
           step: Callable[[str, int], None] | None = None) -> _Plan:
     if isinstance(stack, str | os.PathLike):
         raise StackError(f"fuse_stack takes pixels, not a file name ({stack}); read the file "
@@ -347,6 +353,9 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
         batch_size = check_integer(batch_size, "batch_size", minimum=1)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_model(align, ALIGNMENTS, what="align")
+    if not isinstance(match_gain, bool | np.bool_):
+        raise ValueError(f"match_gain must be True or False, got {match_gain!r}")
     _check_device(device)
     _check_unet_file(unet_path)
     _warn_slow_precision(device, precision)
@@ -363,7 +372,7 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
     _check_memory(x.shape, layout, len(output_maps(mode, error_map)), guess,
                   guess // 4 if overlap is None else min(overlap, guess // 2),
                   batch_size or default_batch(min(guess, height) * min(guess, width),
-                                              device_type))
+                                              device_type), aligned=align != "none" or match_gain)
     if tile_size is None:  # the default: from the plane's size, one rule (engine/tiling.py)
         tile_size = auto_tile_size(height, width, planes=z)
     overlap = tile_size // 4 if overlap is None else overlap
@@ -372,7 +381,6 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
     tile_pixels = min(tile_size, height) * min(tile_size, width)
     batch = batch_size or default_batch(tile_pixels, device_type)
     grid = TileGrid.build(height, width, tile_size, overlap)
-    norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
     models: Models = load_models(device, precision, unet_path, selection_path)
     check_mode(mode, models)
     positions = np.arange(z, dtype=np.float64) if z_positions is None else \
@@ -380,6 +388,14 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
     if positions.shape != (z,) or not np.all(np.isfinite(positions)):
         raise StackError(f"z_positions needs one finite number per plane ({z}), got "
                          f"{positions.shape[0] if positions.ndim == 1 else positions.shape}.")
+    norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
+    registration = None
+    if align != "none" or match_gain:  # on whole planes, before tiling (engine/align.py)
+        registration = align_planes(np.asarray(x), model=align, match_gain=match_gain,
+                                    black=norm.lo)
+        x = registration.planes
+        if match_gain:  # the gains move the range
+            norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
     task = dask.delayed(fuse_tile, pure=True)
     tiles = [task(x[:, y0:y1, x0:x1, :], norm, layout.mode == "rgb", models, mode=mode,
                   error_map=error_map, batch=batch, progress=step,
@@ -402,6 +418,8 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
         "device": str(models.device),
         "precision": str(models.dtype).removeprefix("torch."),
         "normalization": {"lo": norm.lo.tolist(), "hi": norm.hi.tolist()},
+        "align": align,
+        **({"alignment": registration.summary(align)} if registration is not None else {}),
         "weights_sha256": {k: v for k, v in models.hashes.items()
                            if mode == "pixel" or k != "selection_net"},  # the files used
     }
@@ -457,7 +475,7 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                     error_map: bool = True, batch_size: int | None = None,
                     unet_path: str | os.PathLike | None = None,
                     selection_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
-                    z_positions=None,
+                    z_positions=None, align: str = "none", match_gain: bool = False,
                     progress: Callable[[FusionProgress], None] | None = None,
                     ) -> Generator[tuple[int, int], None, FusionResult]:
     """Like `fuse_stack`, one tile at a time: yields (tiles done, tiles total), returns the result.
@@ -470,7 +488,8 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     plan = _plan(stack, axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                  overlap=overlap, device=device, precision=precision, error_map=error_map,
                  batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
-                 mode=mode, z_positions=z_positions, step=tracker.step if tracker else None)
+                 mode=mode, z_positions=z_positions, align=align, match_gain=match_gain,
+                 step=tracker.step if tracker else None)
     done = []
     if tracker:
         tracker.begin(plan)
@@ -490,7 +509,8 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                error_map: bool = True, batch_size: int | None = None,
                unet_path: str | os.PathLike | None = None,
                selection_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
-               z_positions=None, scheduler: str | None = "sync",
+               z_positions=None, align: str = "none", match_gain: bool = False,
+               scheduler: str | None = "sync",
                progress: Callable[[FusionProgress], None] | None = None) -> FusionResult:
     """Fuse a focus stack into one all-in-focus image.
 
@@ -528,6 +548,15 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
         'latent': the paper's pure latent fusion (every pixel decoded).
     z_positions : focus position of each plane (e.g. microns), for the depth map; default the
         plane index. Depth between planes is interpolated linearly.
+    align : 'none' (default: motorised microscope stacks are aligned), 'translation' (drift),
+        'similarity' (drift and focus breathing: scale, rotation, shift) or 'affine': register
+        every plane to the middle one before fusion (`engine.align`; on the whole planes, so a
+        dask stack is computed). Where a registered plane does not cover the frame, the nearest
+        plane that does fills in; the shape does not change. A pair of planes that cannot be
+        registered is taken as aligned, with a warning naming it. The transforms are in
+        ``metadata["alignment"]``.
+    match_gain : also scale each plane's brightness to the middle plane's (exposure flicker);
+        the gains are in ``metadata["alignment"]``.
 
     Raises
     ------
@@ -547,7 +576,7 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     kwargs = dict(axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
                   overlap=overlap, device=device, precision=precision, error_map=error_map,
                   batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
-                  mode=mode, z_positions=z_positions)
+                  mode=mode, z_positions=z_positions, align=align, match_gain=match_gain)
     if progress is not None:
         gen = iter_fuse_stack(stack, **kwargs, progress=progress)
         try:

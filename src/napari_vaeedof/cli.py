@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine.align import ALIGNMENTS
 from .engine.stack import StackError
 from .models.weights import WeightsError
 
@@ -48,7 +49,8 @@ def _fuse(args: argparse.Namespace) -> int:
     result = fuse_stack(stack.data, axis=axis, channel_axis=channel_axis,
                         tile_size=args.tile_size, overlap=args.overlap, device=args.device,
                         precision=args.precision, error_map=args.error_map is not None,
-                        unet_path=args.unet, z_positions=z_positions, progress=report,
+                        unet_path=args.unet, z_positions=z_positions, align=args.align,
+                        match_gain=args.match_gain, progress=report,
                         **({"mode": args.mode} if args.mode else {}))
     elapsed = time.perf_counter() - t0
     meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
@@ -203,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--precision", default="auto",
                       choices=["auto", "float32", "float16", "bfloat16"])
     fuse.add_argument("--unet", type=Path, help="Fusion U-Net weights (default: the shipped ones)")
+    fuse.add_argument("--align", choices=ALIGNMENTS, default="none",
+                      help="register the planes to the middle one before fusing: translation "
+                      "(drift), similarity (drift and focus breathing; for handheld or macro "
+                      "stacks) or affine (default: none)")
+    fuse.add_argument("--match-gain", action="store_true",
+                      help="also match each plane's brightness to the middle one's (exposure "
+                      "flicker)")
     fuse.add_argument("-q", "--quiet", action="store_true")
     fuse.set_defaults(func=_fuse)
 

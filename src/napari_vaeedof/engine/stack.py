@@ -21,6 +21,8 @@ ColourMode = Literal["gray", "rgb", "multichannel"]
 PERCENTILES = (0.05, 99.95)
 #: Values used for the percentile estimate; larger stacks are subsampled on a regular grid.
 _SAMPLE = 4_000_000
+#: BT.601 luma weights of R, G, B.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
 class StackError(ValueError):
@@ -97,6 +99,15 @@ def to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return out
     info = np.finfo(dtype)
     return np.clip(x, float(info.min), float(info.max)).astype(dtype)
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) -> (H, W) float64: BT.601 luma for 3 channels, the channel mean for
+    other counts, the image itself (as float64) when it is 2-D."""
+    img = np.asarray(image, np.float64)
+    if img.ndim == 2:
+        return img
+    return img @ LUMA_WEIGHTS if img.shape[-1] == 3 else img.mean(-1)
 
 
 def available_memory() -> int | None:

@@ -49,6 +49,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from ..engine.stack import luma
 from ..engine.tiling import TileGrid
 from .baselines import laplacian_pyramid_fusion, variance_argmax_fusion
 from .seams import border_gradient_ratio
@@ -68,7 +69,6 @@ CSV_FIELDS = (
     "tile_size", "overlap", "n_tiles", "device",
 )
 MAX_PNG_BYTES = 1_500_000
-_LUMA = np.array([0.299, 0.587, 0.114])
 # Polynomial fit of matplotlib's inferno (Matt Zucconi / mattz), within 9/255 of the table.
 _INFERNO = np.array([
     [0.0002189403691192265, 0.001651004631001012, -0.01948089843709184],
@@ -82,14 +82,6 @@ _INFERNO = np.array([
 
 
 # ----------------------------------------------------------------------------- measures
-
-
-def luma(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, 3) -> (H, W) float64 BT.601 luma (channel mean for other counts)."""
-    img = np.asarray(image, np.float64)
-    if img.ndim == 2:
-        return img
-    return img @ _LUMA if img.shape[-1] == 3 else img.mean(-1)
 
 
 def gradient_energy(image: np.ndarray) -> float:
