@@ -1,0 +1,123 @@
+"""How the noise constants of the band composition were chosen (engine/compose.py:
+NOISE_FLOOR, NOISE_SMOOTH, NOISE_AVERAGE).
+
+Records, once per stack, what the selection head gives `pixel_blend` (tuning seeds of every
+physics family, noise-free and noisy, plus layered scenes with JPEG q80 planes; neither
+training nor held-out seeds), then recomposes each stack with `band_weights` under other
+constants and scores PSNR / SSIM / pooled hard-pixel PSNR against the noise-free truth. The
+fill and the decoded latent fusion are kept as recorded, so a variant costs a recomposition,
+not a fusion.
+
+    VAEEDOF_WEIGHTS_DIR=../shared/models python scripts/tune_noise_bands.py
+    ... --first 3300000 --n 5 --cache runs/noise_bands.pkl   # the defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_vaeedof import fuse_stack
+from napari_vaeedof.data.families import FAMILIES, make_family_stack
+from napari_vaeedof.engine import compose, fusion
+from napari_vaeedof.evaluation.metrics import hard_pixel_mask, psnr, ssim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure_compose import jpeg
+
+
+def record(first: int, n: int) -> list[dict]:
+    """Fuse every tuning stack once (single 256 px tile), keeping pixel_blend's inputs and
+    outputs and the fused image."""
+    real, box, recs = compose.pixel_blend, {}, []
+
+    def spy(logits, fill_logit, planes, source=None):
+        out = real(logits, fill_logit, planes, source)
+        box["args"] = (logits, fill_logit, planes, planes if source is None else source)
+        box["out"] = out
+        return out
+
+    fusion.pixel_blend = spy
+    try:
+        for family in (*FAMILIES, "jpeg"):
+            for seed in range(first, first + n):
+                clean = make_family_stack("layered" if family == "jpeg" else family, seed,
+                                          size=256, noise=False)
+                splits = {"jpeg": jpeg(clean.planes)} if family == "jpeg" else {
+                    "none": clean.planes,
+                    "noisy": make_family_stack(family, seed, size=256, noise=True).planes}
+                for split, planes in splits.items():
+                    box.clear()
+                    image = fuse_stack(planes, device="cpu", precision="float32",
+                                       error_map=False).image
+                    recs.append(dict(family=family, split=split, truth=clean.ground_truth,
+                                     mask=hard_pixel_mask(clean.planes, clean.ground_truth),
+                                     image=image, **box))
+                    print(family, seed, split, planes.shape[0], "planes", flush=True)
+    finally:
+        fusion.pixel_blend = real
+    return recs
+
+
+def recompose(rec: dict) -> np.ndarray:
+    """The recorded stack's image with the module's current constants."""
+    _, _, planes, source = rec["args"]
+    blend, weights, fill = rec["out"]
+    new = compose.blend_bands(source, compose.band_weights(weights, planes))
+    delta = ((1 - fill)[None] * (new - blend)).permute(1, 2, 0).numpy()
+    image = np.asarray(rec["image"], np.float64)
+    # image = blend * scale + offset per channel (the stack's normalisation): fit the scale
+    x, y = blend.permute(1, 2, 0).numpy().reshape(-1, 3), image.reshape(-1, 3)
+    scale = [np.polyfit(x[:, c], y[:, c], 1)[0] if x[:, c].std() > 0 else 1.0
+             for c in range(3)]
+    return np.clip(image + delta * np.asarray(scale), 0, 1).astype(np.float32)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--first", type=int, default=3_300_000)
+    p.add_argument("--n", type=int, default=5)
+    p.add_argument("--cache", type=Path, default=Path("runs/noise_bands.pkl"))
+    p.add_argument("--floor", type=float, nargs="+", default=[0.0, 10.0, 30.0])
+    p.add_argument("--smooth", type=float, nargs="+", default=[0.0, 10.0])
+    p.add_argument("--average", type=float, nargs="+", default=[0.0, 3.0, 10.0])
+    args = p.parse_args(argv)
+    if args.cache.exists():
+        recs = pickle.loads(args.cache.read_bytes())
+    else:
+        recs = record(args.first, args.n)
+        args.cache.parent.mkdir(parents=True, exist_ok=True)
+        args.cache.write_bytes(pickle.dumps(recs))
+    groups = sorted({(r["family"], r["split"]) for r in recs})
+    print("| floor | smooth | average | " + " | ".join(f"{f} {s}" for f, s in groups) + " |")
+    print("|---|---|---|" + "---|" * len(groups))
+    saved = compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE
+    try:
+        for floor, smooth, average in itertools.product(args.floor, args.smooth, args.average):
+            compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE = \
+                floor, smooth, average
+            cells = []
+            for group in groups:
+                rs = [r for r in recs if (r["family"], r["split"]) == group]
+                outs = [recompose(r) for r in rs]
+                hard = sum(float(((o - r["truth"]) ** 2).mean(-1)[r["mask"]].sum())
+                           for o, r in zip(outs, rs, strict=True))
+                hard /= max(sum(int(r["mask"].sum()) for r in rs), 1)
+                pairs = list(zip(outs, rs, strict=True))
+                cells.append(f"{np.mean([psnr(o, r['truth']) for o, r in pairs]):.2f}"
+                             f" / {np.mean([ssim(o, r['truth']) for o, r in pairs]):.3f}"
+                             f" / {10 * np.log10(1 / max(hard, 1e-12)):.2f}")
+            print(f"| {floor:g} | {smooth:g} | {average:g} | " + " | ".join(cells) + " |",
+                  flush=True)
+    finally:
+        compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE = saved
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
