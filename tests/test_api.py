@@ -237,3 +237,28 @@ def test_another_selection_head_is_used_and_recorded(tmp_path):
     assert other.metadata["weights_sha256"]["selection_net"] == sha256_of(head)
     assert shipped.metadata["weights_sha256"]["selection_net"] != sha256_of(head)
     assert not np.allclose(other.depth, shipped.depth)
+
+
+def _tile_keys(stack, **options) -> set[str]:
+    from napari_vaeedof import api
+
+    kwargs = dict(axis=0, channel_axis=None, rgb=None, tile_size=64, overlap=16, device="cpu",
+                  precision="float32", error_map=True, batch_size=None, unet_path=None,
+                  mode="pixel", z_positions=None)
+    return {t.key for t in api._plan(stack, **{**kwargs, **options}).tiles}
+
+
+def test_tile_keys_come_from_the_data_and_the_options():
+    """Dask keys name what decides a tile: two stacks never share one (a shared scheduler or
+    distributed client would otherwise hand one stack's tiles to the other), the same stack
+    and options always give the same keys."""
+    rng = np.random.default_rng(0)
+    stack = rng.random((3, 96, 96)).astype(np.float32)
+    other = stack.copy()
+    other[1, 50, 50] += 0.25
+    keys = _tile_keys(stack)
+    assert len(keys) == 4
+    assert _tile_keys(stack.copy()) == keys
+    assert not keys & _tile_keys(other)
+    assert not keys & _tile_keys(stack, error_map=False)
+    assert not keys & _tile_keys(stack, mode="latent")

@@ -13,6 +13,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 
 from . import __version__
 from .engine.align import ALIGNMENTS, align_planes, check_model
@@ -397,10 +398,15 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
         if match_gain:  # the gains move the range
             norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
     task = dask.delayed(fuse_tile, pure=True)
+    # Keys from what decides a tile's values: the planes (their bytes, or a dask array's
+    # graph name), the normalisation, the options and the weights' hashes; two stacks never
+    # share a key, the same stack and options always do (dask's cache, a distributed client).
+    token = tokenize(x, norm.lo, norm.hi, str(norm.dtype), layout.mode, mode, error_map, batch,
+                     sorted(models.hashes.items()), str(models.device), str(models.dtype))
     tiles = [task(x[:, y0:y1, x0:x1, :], norm, layout.mode == "rgb", models, mode=mode,
                   error_map=error_map, batch=batch, progress=step,
-                  dask_key_name=f"vaeedof-tile-{i}-{mode}-{id(models)}")
-             for i, (y0, y1, x0, x1) in enumerate(grid.boxes)]
+                  dask_key_name=f"vaeedof-tile-{tokenize(token, y0, y1, x0, x1)}")
+             for y0, y1, x0, x1 in grid.boxes]
     maps = output_maps(mode, error_map)
     units = 1 if layout.mode == "rgb" else channels
     metadata = {
