@@ -85,3 +85,16 @@ def test_written_tiff_mode_follows_the_umask_and_a_replaced_file_keeps_its_mode(
     assert stat.S_IMODE(b.stat().st_mode) == 0o664
     assert stat.S_IMODE(a.stat().st_mode) == 0o640 and tifffile.imread(a).max() == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif"]  # no temp files
+
+
+def test_uncompressed_tiff_is_read_lazily_and_read_only(tmp_path):
+    """An uncompressed stack is memory-mapped (tiles read only their pixels) and cannot be
+    written through; a compressed one is read whole; both give the same pixels."""
+    planes = np.arange(3 * 40 * 50, dtype=np.uint16).reshape(3, 40, 50)
+    tifffile.imwrite(tmp_path / "raw.tif", planes, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "zip.tif", planes, metadata={"axes": "ZYX"}, compression="zlib")
+    raw, packed = read_stack(tmp_path / "raw.tif"), read_stack(tmp_path / "zip.tif")
+    assert isinstance(raw.data, np.memmap) and not raw.data.flags.writeable
+    assert not isinstance(packed.data, np.memmap)
+    np.testing.assert_array_equal(raw.data, planes)
+    np.testing.assert_array_equal(packed.data, planes)

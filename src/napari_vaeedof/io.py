@@ -89,13 +89,19 @@ def _tiff_resolution(tif) -> tuple[tuple[float, float] | None, str | None, float
 def read_tiff(path: Path, *, samples_as_planes: bool = False) -> StackFile:
     """A TIFF's first series as a stack; ``samples_as_planes``: a file without a focus axis
     whose samples or channels (axes SYX, CYX) are planes, as tifffile writes a (3, Y, X)
-    array by default."""
+    array by default.
+
+    An uncompressed, contiguous series is memory-mapped read-only (pixels are read when a tile
+    needs them, the file can never be written through it); a compressed one is read whole."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        _check_fits_in_memory(path, series.shape, series.dtype)
-        data = series.asarray()
+        if series.dataoffset is None:
+            _check_fits_in_memory(path, series.shape, series.dtype)
+            data = series.asarray()
+        else:
+            data = tifffile.memmap(path, series=0, mode="r")
         axes = series.axes
         pixel_size, unit, z = _tiff_resolution(tif)
     # One level of T or a singleton axis is dropped; what remains must be planes, Y, X [, C].
