@@ -25,8 +25,9 @@ WORKER = HERE / "peer_worker.py"
 PEERS_VENV = Path(os.environ.get("VAEEDOF_PEERS_VENV", HERE / ".peers-venv"))
 PEERS_PYTHON = PEERS_VENV / "bin" / "python"
 DOCS = REPO / "docs" / "benchmarks"
-# other heavy jobs on this machine: training, evaluation, real-stack montages, test runs
-BUSY_PATTERN = "napari_vaeedof.cli|napari-vaeedof (train|evaluate|fuse)|real_stacks|pytest"
+# other heavy jobs on this machine: training, evaluation, real-stack montages
+# (docs/real_stacks.py), test runs
+BUSY_PATTERN = "napari_vaeedof.cli|napari-vaeedof (train|evaluate|fuse)|real_stacks\\.py|pytest"
 
 
 @dataclass(frozen=True)

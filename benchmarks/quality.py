@@ -10,9 +10,10 @@ The VAE ceiling D(E(ground truth)) is given as a reference row. -> ``quality_syn
 
 Real stacks (no ground truth; ``--real``): every stack folder under ``--stacks-dir``, downsampled
 so the longer side is at most ``--max-side`` (only algae_group, 5440 px, is affected by the
-default 2048); no-reference measures from `napari_vaeedof.evaluation.real_stacks`
-(``gradient_energy``, ``consistency``, 0-255 units) -> ``quality_real.{csv,md}`` and
-``real_<stack>_crops.png`` (1:1 crops of every method at the most detailed spot of the inputs).
+default 2048, by docs/real_stacks.py's `load_stack`); no-reference measures from
+`napari_vaeedof.evaluation.metrics` (``gradient_energy``, ``consistency``, 0-255 units) ->
+``quality_real.{csv,md}`` and ``real_<stack>_crops.png`` (1:1 crops of every method at the most
+detailed spot of the inputs).
 
 Every method runs in its own process through ``peer_worker.py``; peers in the peers venv.
 
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "docs"))  # real_stacks.py
 
 import common
 from common import Method
@@ -144,9 +146,10 @@ def synthetic_markdown(means: list[dict], n: int, size: int) -> str:
 
 def _detail_box(planes: np.ndarray, size: int) -> tuple[int, int, int, int]:
     """The ``size`` square with the most input detail (max over planes of gradient energy)."""
+    from real_stacks import best_window
     from scipy import ndimage
 
-    from napari_vaeedof.evaluation.real_stacks import best_window, gradient_energy_map
+    from napari_vaeedof.evaluation.metrics import gradient_energy_map
 
     energy = np.max([gradient_energy_map(p) for p in planes], axis=0)
     return best_window(ndimage.gaussian_filter(energy, 2.0), size)
@@ -187,7 +190,9 @@ def real(methods: list[Method], status: dict[str, str], *, stacks_dir: Path, nam
          wait=lambda: None, crops: bool = True) -> list[dict]:
     """Per stack and method the no-reference measures; with ``crops`` also the crops PNG (of
     the methods run now)."""
-    from napari_vaeedof.evaluation import real_stacks as rs
+    import real_stacks as rs
+
+    from napari_vaeedof.evaluation.metrics import consistency, gradient_energy, sharpest_plane
 
     rows = []
     for folder in rs.stack_folders(stacks_dir, names):
@@ -195,7 +200,7 @@ def real(methods: list[Method], status: dict[str, str], *, stacks_dir: Path, nam
         if planes.ndim == 3:
             planes = np.repeat(planes[..., None], 3, -1)
         if planes.dtype != np.uint8:
-            planes = (planes.astype(np.float32) * (255 / rs._unit_scale(planes.dtype)))
+            planes = (planes.astype(np.float32) * (255 / rs.unit_scale(planes.dtype)))
             planes = np.clip(np.rint(planes), 0, 255).astype(np.uint8)
         z, h, w = planes.shape[:3]
         log(f"{folder.name}: {z} planes {orig[1]}x{orig[0]} -> {w}x{h}")
@@ -204,7 +209,7 @@ def real(methods: list[Method], status: dict[str, str], *, stacks_dir: Path, nam
         common_row = {"stack": folder.name, "planes": z, "width": w, "height": h,
                       "orig_width": orig[1], "orig_height": orig[0],
                       "downsample": round(factor, 4)}
-        sharp, _ = rs.sharpest_plane(planes)
+        sharp, _ = sharpest_plane(planes)
         images = {"sharpest_plane": planes[sharp]}
         seconds = {"sharpest_plane": ""}
         for m in methods:
@@ -227,8 +232,8 @@ def real(methods: list[Method], status: dict[str, str], *, stacks_dir: Path, nam
             label = (f"sharpest input plane ({sharp:02d})" if key == "sharpest_plane"
                      else common.BY_KEY[key].label)
             rows.append({**common_row, "method": key, "label": label,
-                         "grad_energy": rs.gradient_energy(img),
-                         "consistency": rs.consistency(img, planes),
+                         "grad_energy": gradient_energy(img),
+                         "consistency": consistency(img, planes),
                          "seconds": seconds[key]})
         y0, y1, x0, x1 = _detail_box(planes, REAL_CROP)
         shown = "" if factor == 1 else f", downsampled 1/{factor:.3g} from {orig[1]}x{orig[0]}"

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "docs"))  # real_stacks.py
 
 import common
 from common import Method
@@ -60,7 +61,7 @@ def planes_inputs(counts, size: int, work: Path) -> list[dict]:
 
 
 def size_inputs(names, n_planes: int, stacks_dir: Path, work: Path) -> list[dict]:
-    from napari_vaeedof.evaluation.real_stacks import load_stack
+    from real_stacks import load_stack
 
     full, _, _ = load_stack(stacks_dir / "algae_group")
     pick = list(ALGAE_PLANES[:n_planes]) if n_planes <= len(ALGAE_PLANES) else \

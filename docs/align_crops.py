@@ -26,10 +26,10 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "docs"))
 
 from compose_crops import CONTEXT, CROP, EXTRA_SPOTS, STACKS, pick_spots, read_planes  # noqa: E402
+from real_stacks import grid_image  # noqa: E402
 
 from napari_vaeedof import fuse_stack  # noqa: E402
 from napari_vaeedof.engine.align import align_planes  # noqa: E402
-from napari_vaeedof.evaluation.real_stacks import _grid_image  # noqa: E402
 
 STACK = "focusstack_pcb"
 #: The figure is saved with an adaptive 256-colour palette: a photo crop as PNG stays small.
@@ -62,8 +62,8 @@ def main(argv=None) -> int:
         cells.append(row)
         labels.append(f"{spot} at y={y0}, x={x0}")
         print(f"{spot}: done", flush=True)
-    img = _grid_image(cells, ["not aligned", "--align similarity"], labels,
-                      f"{STACK}: 1:1 crops ({CROP} px), VAEEDOF pixel mode", [None, None])
+    img = grid_image(cells, ["not aligned", "--align similarity"], labels,
+                     f"{STACK}: 1:1 crops ({CROP} px), VAEEDOF pixel mode", [None, None])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{STACK}_align.png"

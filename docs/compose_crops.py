@@ -40,10 +40,13 @@ from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "docs"))
+
+from real_stacks import grid_image, inferno, png_bytes  # noqa: E402
 
 from napari_vaeedof import fuse_stack  # noqa: E402
+from napari_vaeedof.engine.stack import LUMA_WEIGHTS  # noqa: E402
 from napari_vaeedof.evaluation.baselines import laplacian_pyramid_fusion  # noqa: E402
-from napari_vaeedof.evaluation.real_stacks import _grid_image, _png_bytes, inferno  # noqa: E402
 
 STACKS = REPO.parent / "shared" / "data" / "stacks"
 PEERS_PY = REPO / "benchmarks" / ".peers-venv" / "bin" / "python"
@@ -70,7 +73,7 @@ def jpeg(planes: np.ndarray, quality: int = 80) -> np.ndarray:
 
 def fine_band(img: np.ndarray) -> np.ndarray:
     """(..., H, W, 3) -> (..., H, W) finest Laplacian band of the luma (1 px scale)."""
-    lum = np.asarray(img, np.float32) @ np.float32([0.299, 0.587, 0.114])
+    lum = np.asarray(img, np.float32) @ LUMA_WEIGHTS.astype(np.float32)
     sigma = [0] * (lum.ndim - 2) + [1.0, 1.0]
     return lum - ndimage.gaussian_filter(lum, sigma)
 
@@ -191,11 +194,11 @@ def main(argv=None) -> int:
                     print(f"{folder.name:20s} {variant:10s} {spot:16s} {name:22s} "
                           f"error {db:6.2f} dB  energy ratio {ratio:.3f}", flush=True)
             tag = "jpeg80" if variant.startswith("JPEG") else "shipped"
-            img = _grid_image(cells, titles, labels,
-                              f"{folder.name}, planes {variant}: 1:1 crops ({CROP} px) of each "
-                              f"method fused on a {CONTEXT} px window; error map 0-32 grey levels",
-                              [DEPARTURE_RANGE if "departure" in t else None for t in titles])
-            (out_dir / f"{folder.name}_{tag}.png").write_bytes(_png_bytes(img))
+            img = grid_image(cells, titles, labels,
+                             f"{folder.name}, planes {variant}: 1:1 crops ({CROP} px) of each "
+                             f"method fused on a {CONTEXT} px window; error map 0-32 grey levels",
+                             [DEPARTURE_RANGE if "departure" in t else None for t in titles])
+            (out_dir / f"{folder.name}_{tag}.png").write_bytes(png_bytes(img))
     table = out_dir / "fine_band.json"
     if args.only and table.exists():  # a partial run replaces only its stacks' rows
         rows = [r for r in json.loads(table.read_text()) if r["stack"] not in args.only] + rows

@@ -1,7 +1,7 @@
 """Pictures of the held-out stacks where our fusion falls furthest below the VAE ceiling.
 
-Run from the repository root after `napari-vaeedof evaluate --legacy` (reads
-docs/evaluation/heldout.json)::
+Run after `napari-vaeedof evaluate --legacy --out docs/evaluation` (from the repository root;
+this reads docs/evaluation/heldout.json)::
 
     VAEEDOF_WEIGHTS_DIR=../shared/models python docs/failure_cases.py
 """
@@ -14,17 +14,15 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "docs"))
+
+from real_stacks import Panel, inferno, write_montage  # noqa: E402
 
 from napari_vaeedof import fuse_stack  # noqa: E402
 from napari_vaeedof.data.synth import make_stack  # noqa: E402
 from napari_vaeedof.evaluation.baselines import laplacian_pyramid_fusion  # noqa: E402
 from napari_vaeedof.evaluation.heldout import vae_ceiling  # noqa: E402
-from napari_vaeedof.evaluation.real_stacks import (  # noqa: E402
-    Panel,
-    inferno,
-    sharpest_plane,
-    write_montage,
-)
+from napari_vaeedof.evaluation.metrics import sharpest_plane  # noqa: E402
 
 
 def main(n: int = 3) -> None:

@@ -42,3 +42,20 @@ def test_the_package_works_without_docstrings():
     out = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"
+
+
+def test_the_cli_imports_evaluation_and_training_only_when_they_run():
+    """Parsing any command (what every `napari-vaeedof` call does first) imports no torch and
+    neither the evaluation nor the training code; `evaluate` and `train` load theirs when run."""
+    heavy = ("torch", "napari_vaeedof.evaluation.heldout", "napari_vaeedof.training.train",
+             "napari_vaeedof.api")
+    code = (
+        "import sys\n"
+        "from napari_vaeedof.cli import build_parser\n"
+        "for argv in (['evaluate'], ['train'], ['weights'], ['fuse', '-o', 'x.tif']):\n"
+        "    build_parser().parse_args(argv)\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

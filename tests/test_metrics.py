@@ -151,3 +151,13 @@ def test_difficulty_bins_group_tiles_by_hard_fraction():
     assert bins[1]["psnr"] < 40.0
     empty = m.difficulty_bins(pred, img, planes, patch=32, bins=(0.0, 0.2, 0.5, 1.0))
     assert empty[1]["count"] == 0 and np.isnan(empty[1]["psnr"])
+
+
+def test_no_reference_measures():
+    rng = np.random.default_rng(0)
+    planes = rng.integers(0, 256, (3, 40, 50, 3)).astype(np.uint8)
+    assert m.consistency(planes[1].astype(np.float32), planes) == 0
+    flat = np.full((40, 50), 7.0)
+    assert m.gradient_energy(flat) == 0
+    ramp = np.tile(np.arange(50.0), (40, 1))
+    assert m.gradient_energy(ramp) == pytest.approx(1.0)

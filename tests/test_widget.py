@@ -373,3 +373,35 @@ def test_align_choice_reaches_the_fusion(viewer_widget, qtbot):
     _run(widget, qtbot)
     meta = viewer.layers["z fused"].metadata
     assert meta["align"] == "similarity" and len(meta["alignment"]["transforms"]) == 3
+
+
+def test_user_errors_are_messages_and_other_runtime_errors_keep_their_traceback(
+        viewer_widget, qtbot, notifications, monkeypatch):
+    """A WeightsError (a RuntimeError meant for the user) becomes a notification; any other
+    RuntimeError from the engine is a bug (in torch or here) and reaches napari with its
+    traceback instead of being shown as a message."""
+    from napari.utils.notifications import NotificationSeverity
+
+    from napari_vaeedof import _widget
+    from napari_vaeedof.models.weights import WeightsError
+
+    viewer, widget = viewer_widget
+    viewer.add_image(_gray_stack(n=2, height=64, width=64), name="z")
+
+    def raising(exc):
+        def fuse_stack(*_args, **_kwargs):
+            raise exc
+        return fuse_stack
+
+    monkeypatch.setattr(_widget, "fuse_stack", raising(WeightsError("fetch the weights")))
+    _run(widget, qtbot)
+    assert widget.status.value == "Failed"
+    errors = [n for n in notifications if n.severity == NotificationSeverity.ERROR]
+    assert errors[-1].message == "fetch the weights"
+
+    monkeypatch.setattr(_widget, "fuse_stack", raising(RuntimeError("a bug in the engine")))
+    with qtbot.capture_exceptions() as raised:
+        _run(widget, qtbot)
+    assert widget.status.value == "Failed (see the error notification)"
+    assert [str(exc) for _, exc, _ in raised] == ["a bug in the engine"]
+    assert [layer.name for layer in viewer.layers] == ["z"]

@@ -30,14 +30,11 @@ from .api import FusionCancelled, FusionProgress, format_seconds, fuse_stack
 from .engine.align import ALIGNMENTS
 from .engine.fusion import DEFAULT_MODE, available_devices
 from .engine.tiling import MAX_AUTO_TILE
-from .models.weights import WeightsError
+from .errors import expected_errors
 
 ONE_LAYER = "One stack layer"
 SEVERAL_LAYERS = "Several 2-D layers"
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
-#: Errors the engine raises with a message meant for the user (StackError is a ValueError,
-#: WeightsError and torch's out-of-memory error are RuntimeErrors).
-USER_ERRORS = (ValueError, RuntimeError, MemoryError, WeightsError)
 #: What the tile size spin box shows when "auto" is unticked at first.
 MANUAL_TILE = 512
 #: Resolution of the progress bar (it shows per cent).
@@ -74,7 +71,7 @@ def _fusion_job(inp: _layers.FusionInput, options: dict, outputs: tuple[str, ...
         return _layers.output_layer_data(inp, result, outputs)
     except FusionCancelled:
         return CANCELLED
-    except USER_ERRORS as exc:
+    except expected_errors() as exc:  # the user's or the machine's; other errors are bugs
         return Failure(exc)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .engine.align import ALIGNMENTS
 from .engine.stack import StackError
-from .models.weights import WeightsError
+from .errors import USER_ERRORS, system_errors
 
 
 def _fuse(args: argparse.Namespace) -> int:
@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "50 with --legacy)")
     evaluate.add_argument("--size", type=int, default=256, help="plane size in px")
     evaluate.add_argument("--unet", type=Path, help="Fusion U-Net weights to evaluate")
-    evaluate.add_argument("--out", type=Path, default=Path("docs/evaluation"))
+    evaluate.add_argument("--out", type=Path, default=Path("."),
+                          help="folder for the tables (default: the current folder)")
     evaluate.add_argument("--legacy", action="store_true", help="the original held-out set "
                           "(make_stack, noisy layered scenes; writes heldout.json and heldout.md)")
     evaluate.set_defaults(func=_evaluate)
@@ -248,24 +249,6 @@ def _extra_commands():
     from .training.cli import register as register_train
 
     return [register_train]
-
-
-#: Errors whose message is meant for the user: what to change in the command (exit 2).
-#: StackError, OutputPathError and FusionError are ValueErrors.
-USER_ERRORS = (ValueError, WeightsError, FileNotFoundError)
-
-
-def _system_errors() -> tuple[type[BaseException], ...]:
-    """Errors of the machine rather than the command (exit 1): files, memory. Not any other
-    RuntimeError: a bug (in torch or here) keeps its traceback."""
-    errors: list[type[BaseException]] = [OSError, MemoryError]
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        errors.append(torch.cuda.OutOfMemoryError)
-    safetensors = sys.modules.get("safetensors")
-    if safetensors is not None:  # a weights file that is not safetensors, or damaged
-        errors.append(safetensors.SafetensorError)
-    return tuple(errors)
 
 
 def _one_line(message) -> str:
@@ -293,10 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             newline = "\n" if sys.stderr.isatty() else ""  # after a progress line
             print(f"{newline}{prefix}: interrupted", file=sys.stderr)
             return 130
-        except USER_ERRORS as exc:
+        except USER_ERRORS as exc:  # what to change in the command
             print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
-        except _system_errors() as exc:
+        except system_errors() as exc:  # the machine: files, memory
             print(f"{prefix}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
             return 1
 

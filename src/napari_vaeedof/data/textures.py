@@ -11,6 +11,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from ..engine.stack import LUMA_WEIGHTS
+
 Shape = tuple[int, int]
 
 # Sample images bundled in the scikit-image wheel (no network needed; checked with 0.22-0.26).
@@ -20,7 +22,7 @@ PHOTO_IMAGES = (
 )  # fmt: skip
 BRIGHTFIELD_IMAGES = ("cell", "immunohistochemistry")
 FLUORESCENCE_IMAGES = ("hubble_deep_field", "microaneurysms", "cell")
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA = LUMA_WEIGHTS.astype(np.float32)
 
 
 @cache

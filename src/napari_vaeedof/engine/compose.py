@@ -16,6 +16,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .stack import LUMA_WEIGHTS
+
 #: Guided-filter radius (px) and regulariser (intensity^2, intensities in [0, 1]): one latent
 #: cell, and edges of contrast above ~0.03 steer the weights.
 GUIDE_RADIUS = 8
@@ -42,7 +44,7 @@ BAND_SHARPEN = 6.0
 #: floors of the noise the weights tend to equal (the planes' noise averages out, no detail to
 #: lose). Chosen on seeds 3,300,000-3,300,004 of all four families and JPEG q80 layered scenes
 #: (no training or held-out seed): noisy splits +0.9 to +2.1 dB PSNR and +0.04 to +0.12 SSIM,
-#: noise-free and JPEG within 0.05 dB (runs/exp/variants3.py, "fine lam10 a10 g3").
+#: noise-free and JPEG within 0.05 dB (`scripts/tune_noise_bands.py`).
 NOISE_FLOOR = 10.0
 NOISE_SMOOTH = 10.0
 NOISE_AVERAGE = 3.0
@@ -52,12 +54,11 @@ NOISE_AVERAGE = 3.0
 COMPARE_RADIUS = 2
 #: Planes whose values differ by less than this (2 grey levels of 8 bits) show the same content.
 AGREE_LEVELS = 2 / 255
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def luma(planes: torch.Tensor) -> torch.Tensor:
     """(Z, 3, H, W) -> (Z, 1, H, W) Rec. 601 luma."""
-    w = torch.tensor(_LUMA, dtype=planes.dtype, device=planes.device)
+    w = torch.tensor(LUMA_WEIGHTS, dtype=planes.dtype, device=planes.device)
     return (planes * w[:, None, None]).sum(1, keepdim=True)
 
 

@@ -10,8 +10,9 @@ import torch
 from scipy import ndimage
 
 from ..engine.compose import collapse, laplacian_pyramid
+from ..engine.stack import LUMA_WEIGHTS
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA = LUMA_WEIGHTS.astype(np.float32)
 
 
 def _as_stack(planes: np.ndarray) -> np.ndarray:

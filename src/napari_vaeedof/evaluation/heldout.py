@@ -2,9 +2,10 @@
 
 Seeds from ``HELDOUT_FIRST_SEED`` are never used in training (training seeds start at 0); each
 physics family (`data.families`) has its own random streams, so its seeds from
-``HELDOUT_FIRST_SEED`` are its own held-out split. Reproduce the committed tables with::
+``HELDOUT_FIRST_SEED`` are its own held-out split. Reproduce the committed tables with (from
+the repository root)::
 
-    napari-vaeedof evaluate --family all --noise both --n 6 --size 256   # families.{json,md}
+    napari-vaeedof evaluate --family all --noise both --n 6 --size 256 --out docs/evaluation
     napari-vaeedof evaluate --legacy --n 50 --size 256 --out docs/evaluation   # heldout.*
 
 A method is any callable ``(planes (Z, H, W, 3) float in [0, 1], truth (H, W, 3)) -> fused``

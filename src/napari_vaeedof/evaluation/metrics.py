@@ -1,13 +1,21 @@
-"""Full-reference image quality metrics for all-in-focus fusion results.
+"""Image quality measures for all-in-focus fusion results: full-reference metrics against a
+ground truth, and no-reference measures for real stacks (which have none).
 
-Images are float arrays in [0, 1] of shape (H, W) or (H, W, 3) (RGB); ``pred`` is the fused
-result, ``target`` the all-in-focus ground truth. Colour convention, the same in every metric:
-PSNR uses all channels; SSIM, MS-SSIM, IW-SSIM and MS-GMSD use BT.601 luma
-(0.299 R + 0.587 G + 0.114 B); HaarPSI (YIQ) and MDSI (LHM) use colour as their authors define
-it. Constants follow the reference implementations (piq / the authors' MATLAB code).
+Full-reference metrics: images are float arrays in [0, 1] of shape (H, W) or (H, W, 3)
+(RGB); ``pred`` is the fused result, ``target`` the all-in-focus ground truth. Colour
+convention, the same in every metric: PSNR uses all channels; SSIM, MS-SSIM, IW-SSIM and
+MS-GMSD use BT.601 luma (0.299 R + 0.587 G + 0.114 B); HaarPSI (YIQ) and MDSI (LHM) use colour
+as their authors define it. Constants follow the reference implementations (piq / the
+authors' MATLAB code).
 
 Direction: higher is better for PSNR, SSIM, MS-SSIM, IW-SSIM, HaarPSI (all 1 or inf at
 identity); lower is better for MDSI and MS-GMSD (0 at identity).
+
+No-reference measures, for real stacks (images in any intensity units, (H, W) or (H, W, C)):
+`gradient_energy` (mean squared luma gradient: higher is sharper, but noise and invented detail
+raise it too), `gradient_energy_map` (the same per pixel), `consistency` (mean over pixels of
+the smallest |fused - plane| over the planes: lower means fewer values that no input holds; 0
+for any per-pixel plane selection) and `sharpest_plane`.
 """
 
 import itertools
@@ -16,8 +24,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-_LUMA = np.array([0.299, 0.587, 0.114])
-_YIQ = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
+from ..engine.stack import LUMA_WEIGHTS, luma
+
+_YIQ = np.array([LUMA_WEIGHTS, [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
 _LHM = np.array([[0.2989, 0.587, 0.114], [0.3, 0.04, -0.35], [0.34, -0.6, 0.17]])
 _MS_SSIM_WEIGHTS = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
 _MS_GMSD_WEIGHTS = np.array([0.096, 0.596, 0.289, 0.019])
@@ -48,7 +57,7 @@ def _pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
-    return img @ _LUMA if img.ndim == 3 else img
+    return img @ LUMA_WEIGHTS if img.ndim == 3 else img
 
 
 def _gauss_window() -> np.ndarray:
@@ -476,3 +485,38 @@ def difficulty_bins(
             }
         )
     return out
+
+
+# ----------------------------------------------------------------------------- no reference
+
+
+def gradient_energy(image: np.ndarray) -> float:
+    """Mean squared forward-difference gradient of the luma, in the image's units squared."""
+    y = luma(image)
+    return float((np.diff(y, axis=0) ** 2).mean() + (np.diff(y, axis=1) ** 2).mean())
+
+
+def gradient_energy_map(image: np.ndarray) -> np.ndarray:
+    """Per-pixel squared gradient magnitude of the luma (edge-replicated forward differences)."""
+    y = luma(image)
+    gy = np.diff(y, axis=0, append=y[-1:])
+    gx = np.diff(y, axis=1, append=y[:, -1:])
+    return gy * gy + gx * gx
+
+
+def consistency(fused: np.ndarray, planes: np.ndarray) -> float:
+    """Mean over pixels of min over planes of |fused - plane| (mean over channels), same units."""
+    f = np.asarray(fused, np.float32)
+    best = None
+    for plane in planes:
+        d = np.abs(f - np.asarray(plane, np.float32))
+        if d.ndim == 3:
+            d = d.mean(-1)
+        best = d if best is None else np.minimum(best, d)
+    return float(best.mean())
+
+
+def sharpest_plane(planes: np.ndarray) -> tuple[int, list[float]]:
+    """Index of the plane with the highest mean gradient energy, and every plane's energy."""
+    energies = [gradient_energy(p) for p in planes]
+    return int(np.argmax(energies)), energies
