@@ -15,7 +15,8 @@ import torch
 
 from napari_vaeedof.data.synth import make_stack
 from napari_vaeedof.engine import compose as C
-from napari_vaeedof.engine.fusion import fuse_latents, load_models
+from napari_vaeedof.engine.fusion import fuse_latents
+from napari_vaeedof.engine.runtime import load_models
 from napari_vaeedof.evaluation.baselines import laplacian_pyramid_fusion
 from napari_vaeedof.evaluation.heldout import HELDOUT_FIRST_SEED
 from napari_vaeedof.evaluation.metrics import hard_pixel_mask, psnr

@@ -23,7 +23,7 @@ import tifffile
 from napari_vaeedof import FusionError, StackError, fuse_stack
 from napari_vaeedof._reader import get_reader
 from napari_vaeedof.cli import main
-from napari_vaeedof.engine.fusion import cpu_has_bf16, cpu_has_fp16
+from napari_vaeedof.engine.runtime import cpu_has_bf16, cpu_has_fp16
 from napari_vaeedof.engine.stack import to_dtype
 from napari_vaeedof.io import read_stack, write_tiffs
 from napari_vaeedof.models.weights import WeightsError

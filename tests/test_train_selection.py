@@ -4,7 +4,8 @@ import csv
 
 import torch
 
-from napari_vaeedof.engine.fusion import fuse_planes, load_models
+from napari_vaeedof.engine.fusion import fuse_planes
+from napari_vaeedof.engine.runtime import load_models
 from napari_vaeedof.training.cli import RECIPES
 from napari_vaeedof.training.train import load_config
 from napari_vaeedof.training.train_selection import train_selection

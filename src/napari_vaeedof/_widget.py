@@ -28,7 +28,8 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from . import _layers
 from .api import FusionCancelled, FusionProgress, format_seconds, fuse_stack
 from .engine.align import ALIGNMENTS
-from .engine.fusion import DEFAULT_MODE, available_devices
+from .engine.fusion import DEFAULT_MODE
+from .engine.runtime import available_devices
 from .engine.tiling import MAX_AUTO_TILE
 from .errors import expected_errors
 

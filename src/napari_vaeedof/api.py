@@ -22,16 +22,19 @@ from .engine.fusion import (
     GROUP,
     MODES,
     Models,
-    available_devices,
     check_mode,
+    fuse_tile,
+    output_maps,
+    unet_calls,
+)
+from .engine.runtime import (
+    available_devices,
     cpu_has_bf16,
     cpu_has_fp16,
-    fuse_tile,
     load_models,
-    output_maps,
+    require_selection,
     resolve_device,
     resolve_dtype,
-    unet_calls,
 )
 from .engine.stack import (
     StackError,
@@ -383,6 +386,7 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
     batch = batch_size or default_batch(tile_pixels, device_type)
     grid = TileGrid.build(height, width, tile_size, overlap)
     models: Models = load_models(device, precision, unet_path, selection_path)
+    require_selection(mode, models)
     check_mode(mode, models)
     positions = np.arange(z, dtype=np.float64) if z_positions is None else \
         np.asarray(z_positions, np.float64)

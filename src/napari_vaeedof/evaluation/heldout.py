@@ -29,7 +29,7 @@ from scipy import ndimage
 from ..api import fuse_stack
 from ..data.families import FAMILIES, make_family_stack
 from ..data.synth import make_stack
-from ..engine.fusion import load_models
+from ..engine.runtime import load_models
 from .baselines import laplacian_pyramid_fusion, max_projection, variance_argmax_fusion
 from .metrics import METRIC_DIRECTIONS, difficulty_bins, evaluate, hard_pixel_mask, psnr, ssim
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.compose import compose, pixel_blend, sharpness_features
-from ..engine.fusion import load_models
+from ..engine.runtime import load_models
 from ..models.selection_net import SelectionConfig, SelectionNet, load_selection, save_selection
 from ..models.weights import selection_net_path
 from .pixel_data import PixelStacks, build_pixel_cache
