@@ -106,3 +106,78 @@ def test_weights_fetch_that_fails_exits_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VAEEDOF_WEIGHTS_URL", "http://127.0.0.1:9/")  # discard port: refused
     assert main(["weights", "--fetch"]) == 2
     assert "Could not download" in capsys.readouterr().err
+
+
+def _batch_inputs(tmp_path):
+    """Three tiny stacks: an OME-TIFF, a folder of planes and a plain TIFF."""
+    from napari_vaeedof.data.synth import make_stack, quantize
+
+    stacks = [quantize(make_stack(seed, size=64, n_planes=3, gray=True).planes[..., 0], np.uint8)
+              for seed in (1, 2, 3)]
+    ome = tmp_path / "in" / "alpha.ome.tif"
+    ome.parent.mkdir()
+    tifffile.imwrite(ome, stacks[0], ome=True, metadata={"axes": "ZYX"})
+    folder = tmp_path / "in" / "beta"
+    folder.mkdir()
+    for i, plane in enumerate(stacks[1]):
+        tifffile.imwrite(folder / f"plane_{i}.tif", plane)
+    plain = tmp_path / "in" / "gamma.tif"
+    tifffile.imwrite(plain, stacks[2], imagej=True, metadata={"axes": "ZYX"})
+    return [ome, folder, plain]
+
+
+def test_batch_equals_fuse_skips_on_rerun(tmp_path, random_unet, capsys):
+    inputs = _batch_inputs(tmp_path)
+    out = tmp_path / "out" / "new"  # created
+    opts = ["--unet", str(random_unet), "--tile-size", "64"]
+    assert main(["batch", *map(str, inputs), "--out-dir", str(out), "--error-maps", *opts]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["[1/3] alpha", "[2/3] beta",
+                                                          "[3/3] gamma"]
+    assert all(" fused in " in line for line in lines[:3])
+    assert lines[-1] == "3 stacks: 3 fused, 0 skipped, 0 failed"
+    for given, name in zip(inputs, ("alpha", "beta", "gamma"), strict=True):
+        single = tmp_path / f"{name}_single.tif"
+        assert main(["fuse", str(given), "-o", str(single), *opts, "-q"]) == 0
+        got, want = tifffile.imread(out / f"{name}.tif"), tifffile.imread(single)
+        assert got.shape == want.shape == (64, 64) and got.dtype == want.dtype
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+        assert tifffile.imread(out / f"{name}_error.tif").dtype == np.float32
+    capsys.readouterr()
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["batch", *map(str, inputs), "--out-dir", str(out), "--error-maps", *opts]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert all("skipped (exists)" in line for line in lines[:3])
+    assert lines[-1] == "3 stacks: 0 fused, 3 skipped, 0 failed"
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_batch_one_bad_stack_fails_alone_and_exits_2(tmp_path, random_unet, capsys):
+    inputs = _batch_inputs(tmp_path)
+    bad = tmp_path / "in" / "flat.tif"
+    tifffile.imwrite(bad, np.zeros((1, 64, 64), np.uint8))
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "flat.tif").write_bytes(b"previous result")  # not a TIFF: redone, and kept on failure
+    args = ["batch", str(inputs[0]), str(bad), str(inputs[2]), "--out-dir", str(out),
+            "--unet", str(random_unet), "--tile-size", "64"]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4
+    assert lines[1].startswith("[2/3] flat: failed: ") and "single plane" in lines[1]
+    assert lines[-1] == "3 stacks: 2 fused, 0 skipped, 1 failed"
+    assert (out / "alpha.tif").is_file() and (out / "gamma.tif").is_file()
+    assert (out / "flat.tif").read_bytes() == b"previous result"
+    assert sorted(p.name for p in out.iterdir()) == ["alpha.tif", "flat.tif", "gamma.tif"]
+
+
+def test_batch_refuses_duplicate_names_before_any_work(tmp_path, capsys):
+    inputs = _batch_inputs(tmp_path)
+    other = tmp_path / "other" / "alpha.tif"
+    other.parent.mkdir()
+    other.write_bytes(inputs[0].read_bytes())
+    out = tmp_path / "out"
+    assert main(["batch", str(inputs[0]), str(other), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("napari-vaeedof batch: error: ")
+    assert "alpha.tif" in err[0] and not out.exists()

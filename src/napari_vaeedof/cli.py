@@ -16,16 +16,59 @@ from .engine.align import ALIGNMENTS
 from .engine.stack import StackError
 from .errors import USER_ERRORS, system_errors
 
+#: The optional maps beside the fused image.
+MAPS = ("error", "depth", "confidence", "fill")
 
-def _fuse(args: argparse.Namespace) -> int:
+
+def _check_maps(mode: str | None, maps: dict, s: str = "") -> None:
+    if mode == "latent" and any(maps.get(k) for k in ("depth", "confidence", "fill")):
+        raise StackError(f"--depth-map{s}, --confidence-map{s} and --fill-map{s} need "
+                         f"--mode pixel.")
+
+
+def _fuse_and_write(stack, args: argparse.Namespace, output: Path, maps: dict,
+                    progress=None) -> tuple[float, dict]:
+    """The work of one stack for `fuse` and `batch`: fuse it with the command's options and
+    write the image and the asked-for maps ({name: path or None}) all or nothing.
+    Returns (seconds, metadata)."""
     from .api import fuse_stack
     from .engine.stack import resolve_layout
-    from .io import StackFile, check_outputs, expand_inputs, read_stack, write_tiffs
+    from .io import write_tiffs
 
-    maps = {"error": args.error_map, "depth": args.depth_map,
-            "confidence": args.confidence_map, "fill": args.fill_map}
-    if args.mode == "latent" and any(maps[k] for k in ("depth", "confidence", "fill")):
-        raise StackError("--depth-map, --confidence-map and --fill-map need --mode pixel.")
+    axis = args.axis if args.axis is not None else stack.axis
+    channel_axis = args.channel_axis if args.channel_axis is not None else stack.channel_axis
+    layout = resolve_layout(stack.data.shape, stack.data.dtype, axis=axis,
+                            channel_axis=channel_axis)
+    t0 = time.perf_counter()
+    n_planes = stack.data.shape[layout.axis]
+    z_positions = None if stack.z_spacing is None else stack.z_spacing * np.arange(n_planes)
+    result = fuse_stack(stack.data, axis=axis, channel_axis=channel_axis,
+                        tile_size=args.tile_size, overlap=args.overlap, device=args.device,
+                        precision=args.precision, error_map=maps.get("error") is not None,
+                        unet_path=args.unet, z_positions=z_positions, align=args.align,
+                        match_gain=args.match_gain, progress=progress,
+                        **({"mode": args.mode} if args.mode else {}))
+    elapsed = time.perf_counter() - t0
+    meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
+    where = {"pixel_size": stack.pixel_size, "unit": stack.unit}
+    outputs = [(output, result.image, {**where, "info": json.dumps({**meta, "output": "fused"})})]
+    for name, path in maps.items():
+        if path is None:
+            continue
+        extra = {"output": name}
+        if name == "depth":
+            extra["depth_unit"] = stack.unit if stack.z_spacing is not None else "plane index"
+        outputs.append((path, getattr(result, name), {**where,
+                                                      "info": json.dumps({**meta, **extra})}))
+    write_tiffs(outputs)  # all or nothing
+    return elapsed, meta
+
+
+def _fuse(args: argparse.Namespace) -> int:
+    from .io import StackFile, check_outputs, expand_inputs, read_stack
+
+    maps = {name: getattr(args, f"{name}_map") for name in MAPS}
+    _check_maps(args.mode, maps)
     if not args.sample and not args.inputs:
         raise StackError("Give input files or a folder, or --sample for the bundled sample stack.")
     # Every output path is checked once, before any work.
@@ -37,39 +80,103 @@ def _fuse(args: argparse.Namespace) -> int:
         stack = StackFile(sample_stack(), "ZYXS", 0, 3, source=["synthetic sample (seed 0)"])
     else:
         stack = read_stack(inputs, samples_as_planes=args.samples_as_planes)
-    axis = args.axis if args.axis is not None else stack.axis
-    channel_axis = args.channel_axis if args.channel_axis is not None else stack.channel_axis
-    layout = resolve_layout(stack.data.shape, stack.data.dtype, axis=axis,
-                            channel_axis=channel_axis)
-    t0 = time.perf_counter()
     report = None if args.quiet else _progress_printer(sys.stderr)
-
-    n_planes = stack.data.shape[layout.axis]
-    z_positions = None if stack.z_spacing is None else stack.z_spacing * np.arange(n_planes)
-    result = fuse_stack(stack.data, axis=axis, channel_axis=channel_axis,
-                        tile_size=args.tile_size, overlap=args.overlap, device=args.device,
-                        precision=args.precision, error_map=args.error_map is not None,
-                        unet_path=args.unet, z_positions=z_positions, align=args.align,
-                        match_gain=args.match_gain, progress=report,
-                        **({"mode": args.mode} if args.mode else {}))
-    elapsed = time.perf_counter() - t0
-    meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
-    where = {"pixel_size": stack.pixel_size, "unit": stack.unit}
-    outputs = [(args.output, result.image, {**where, "info": json.dumps({**meta,
-                                                                         "output": "fused"})})]
-    for name, path in maps.items():
-        if path is None:
-            continue
-        extra = {"output": name}
-        if name == "depth":
-            extra["depth_unit"] = stack.unit if stack.z_spacing is not None else "plane index"
-        outputs.append((path, getattr(result, name), {**where,
-                                                      "info": json.dumps({**meta, **extra})}))
-    write_tiffs(outputs)  # all or nothing
+    elapsed, meta = _fuse_and_write(stack, args, args.output, maps, progress=report)
     if not args.quiet:
         shape = "x".join(map(str, stack.data.shape))
         print(f"fused {shape} {stack.data.dtype} in {elapsed:.1f} s on {meta['device']} "
               f"-> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _base_name(path: Path) -> str:
+    """`stack.ome.tif` -> `stack`, folder `planes/` -> `planes`."""
+    from .io import IMAGE_SUFFIXES
+
+    if path.is_dir():
+        return path.name or path.resolve().name
+    name = path.name
+    while Path(name).suffix.lower() in IMAGE_SUFFIXES | {".ome"} and Path(name).stem:
+        name = Path(name).stem
+    return name
+
+
+def _complete(paths: list[Path]) -> bool:
+    """Every output is there and opens as a TIFF with at least one image (written atomically,
+    so a file there is a whole one unless something else wrote it)."""
+    import tifffile
+
+    try:
+        for path in paths:
+            with tifffile.TiffFile(path) as tif:
+                if not tif.series or 0 in tif.series[0].shape:
+                    return False
+    except Exception:  # missing, truncated, not a TIFF: fuse it again
+        return False
+    return True
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """Each input is one stack (a stack file or a folder of planes) fused into
+    OUT_DIR/NAME.tif; one line per stack on stderr, a failed stack does not stop the others.
+    Exit 0 if none failed, 1 if any failed on the machine (files, memory), else 2."""
+    from .io import OutputPathError, check_outputs, expand_inputs, read_stack
+
+    wanted = [name for name in MAPS if getattr(args, f"{name}_maps")]
+    _check_maps(args.mode, {name: True for name in wanted}, "s")
+    out_dir: Path = args.out_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputPathError(f"--out-dir {out_dir} is a file; give a folder.")
+    jobs, seen = [], {}
+    for given in args.inputs:
+        path = Path(given)
+        name = _base_name(path)
+        key = name.casefold()  # one file on a case-insensitive file system
+        if key in seen:
+            raise OutputPathError(f"{seen[key]} and {given} would both be written to "
+                                  f"{out_dir / (name + '.tif')}; rename one or fuse them in "
+                                  f"separate batches.")
+        seen[key] = given
+        maps = {m: (out_dir / f"{name}_{m}.tif" if m in wanted else None) for m in MAPS}
+        jobs.append((given, name, out_dir / f"{name}.tif", maps))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    n = len(jobs)
+    counts = {"fused": 0, "skipped": 0, "failed": 0}
+    system_failed = False
+    for i, (given, name, output, maps) in enumerate(jobs, 1):
+        head = f"[{i}/{n}] {name}:"
+        targets = [output, *(p for p in maps.values() if p is not None)]
+        is_input = Path(given).is_file() and output.is_file() and output.samefile(given)
+        if not args.overwrite and not is_input and _complete(targets):
+            counts["skipped"] += 1
+            if not args.quiet:
+                print(f"{head} skipped (exists) {output}", file=sys.stderr, flush=True)
+            continue
+        try:
+            inputs = expand_inputs([given])
+            check_outputs({"output": output, **{f"{m} map": p for m, p in maps.items()}},
+                          inputs)
+            stack = read_stack(inputs, samples_as_planes=args.samples_as_planes)
+            elapsed, _meta = _fuse_and_write(stack, args, output, maps)
+        except USER_ERRORS as exc:
+            counts["failed"] += 1
+            print(f"{head} failed: {_one_line(exc)}", file=sys.stderr, flush=True)
+            continue
+        except system_errors() as exc:
+            counts["failed"] += 1
+            system_failed = True
+            print(f"{head} failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr,
+                  flush=True)
+            continue
+        counts["fused"] += 1
+        if not args.quiet:
+            print(f"{head} fused in {elapsed:.1f} s -> {output}", file=sys.stderr, flush=True)
+    if not args.quiet or counts["failed"]:
+        print(f"{n} stack{'s' if n != 1 else ''}: {counts['fused']} fused, "
+              f"{counts['skipped']} skipped, {counts['failed']} failed", file=sys.stderr)
+    if counts["failed"]:
+        return 1 if system_failed else 2
     return 0
 
 
@@ -172,6 +279,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
+    """The options of one stack's fusion, shared by `fuse` and `batch`."""
+    parser.add_argument("--mode", choices=["pixel", "latent"],
+                        help="pixel: the planes' own pixels where in focus, latent fusion where "
+                        "no plane holds the content (the default); latent: the paper's pure "
+                        "latent fusion")
+    parser.add_argument("--axis", type=int, help="focus axis (default: from the file, else 0)")
+    parser.add_argument("--channel-axis", type=int, help="channel axis of a multichannel stack")
+    parser.add_argument("--samples-as-planes", action="store_true", help="a TIFF without a focus "
+                        "axis whose samples are the planes (axes SYX: tifffile writes a (3, Y, X) "
+                        "array so)")
+    parser.add_argument("--tile-size", type=int, help="tile side in px, a multiple of 32 "
+                        "(default: from the plane size, up to 768: a plane that fits is one tile)")
+    parser.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/4)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--precision", default="auto",
+                        choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--unet", type=Path,
+                        help="Fusion U-Net weights (default: the shipped ones)")
+    parser.add_argument("--align", choices=ALIGNMENTS, default="none",
+                        help="register the planes to the middle one before fusing: translation "
+                        "(drift), similarity (drift and focus breathing; for handheld or macro "
+                        "stacks) or affine (default: none)")
+    parser.add_argument("--match-gain", action="store_true",
+                        help="also match each plane's brightness to the middle one's (exposure "
+                        "flicker)")
+    parser.add_argument("-q", "--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-vaeedof", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,10 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("inputs", nargs="*", help="a multi-page TIFF/OME-TIFF, a folder of "
                       "planes, or several plane files in focus order")
     fuse.add_argument("-o", "--output", required=True, type=Path, help="fused image (.tif)")
-    fuse.add_argument("--mode", choices=["pixel", "latent"],
-                      help="pixel: the planes' own pixels where in focus, latent fusion where "
-                      "no plane holds the content (the default); latent: the paper's pure "
-                      "latent fusion")
     fuse.add_argument("--error-map", type=Path,
                       help="also write the error map (pixel mode: departure from the planes; "
                       "latent mode: VAE reconstruction error)")
@@ -193,27 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--fill-map", type=Path, help="also write the fill map (1 where content "
                       "was synthesised, 0 where it is the planes' own pixels)")
     fuse.add_argument("--sample", action="store_true", help="fuse the bundled synthetic stack")
-    fuse.add_argument("--axis", type=int, help="focus axis (default: from the file, else 0)")
-    fuse.add_argument("--channel-axis", type=int, help="channel axis of a multichannel stack")
-    fuse.add_argument("--samples-as-planes", action="store_true", help="a TIFF without a focus "
-                      "axis whose samples are the planes (axes SYX: tifffile writes a (3, Y, X) "
-                      "array so)")
-    fuse.add_argument("--tile-size", type=int, help="tile side in px, a multiple of 32 "
-                      "(default: from the plane size, up to 768: a plane that fits is one tile)")
-    fuse.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/4)")
-    fuse.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    fuse.add_argument("--precision", default="auto",
-                      choices=["auto", "float32", "float16", "bfloat16"])
-    fuse.add_argument("--unet", type=Path, help="Fusion U-Net weights (default: the shipped ones)")
-    fuse.add_argument("--align", choices=ALIGNMENTS, default="none",
-                      help="register the planes to the middle one before fusing: translation "
-                      "(drift), similarity (drift and focus breathing; for handheld or macro "
-                      "stacks) or affine (default: none)")
-    fuse.add_argument("--match-gain", action="store_true",
-                      help="also match each plane's brightness to the middle one's (exposure "
-                      "flicker)")
-    fuse.add_argument("-q", "--quiet", action="store_true")
+    _add_fuse_options(fuse)
     fuse.set_defaults(func=_fuse)
+
+    batch = sub.add_parser("batch", help="fuse many stacks, one output each, into a folder")
+    batch.add_argument("inputs", nargs="+", help="stacks: each a multi-page TIFF/OME-TIFF or a "
+                       "folder of planes; each is fused into OUT_DIR/NAME.tif, NAME the file's "
+                       "or folder's name without its extensions")
+    batch.add_argument("--out-dir", required=True, type=Path,
+                       help="folder for the fused images (created if missing)")
+    for name in MAPS:
+        batch.add_argument(f"--{name}-maps", action="store_true",
+                           help=f"also write each stack's {name} map as NAME_{name}.tif")
+    batch.add_argument("--overwrite", action="store_true", help="fuse again the stacks whose "
+                       "outputs exist (default: skip them)")
+    _add_fuse_options(batch)
+    batch.set_defaults(func=_batch)
 
     weights = sub.add_parser("weights", help="where the model weights are, what is missing "
                              "(exits 0); --fetch downloads what is missing")
