@@ -85,6 +85,14 @@ def _as_planes(planes) -> np.ndarray:
     return a
 
 
+def _reference(z: int, reference: int | None) -> int:
+    """The reference plane's index: ``reference``, checked, or the middle plane ``z // 2``."""
+    ref = z // 2 if reference is None else int(reference)
+    if not 0 <= ref < z:
+        raise ValueError(f"reference must be a plane index from 0 to {z - 1}, got {reference}")
+    return ref
+
+
 def _channel_weights(planes: np.ndarray) -> np.ndarray | None:
     """Per-channel scale that puts every channel of a multichannel (not RGB) stack on a common
     footing before their mean is taken (1 / each channel's standard deviation)."""
@@ -258,9 +266,7 @@ def estimate_transforms(planes, *, model: str = "similarity", reference: int | N
     check_model(model)
     a = _as_planes(planes)
     z, height, width = a.shape[:3]
-    ref = z // 2 if reference is None else int(reference)
-    if not 0 <= ref < z:
-        raise ValueError(f"reference must be a plane index from 0 to {z - 1}, got {reference}")
+    ref = _reference(z, reference)
     transforms = np.repeat(np.eye(3)[None], z, axis=0)
     if z < 2:
         return transforms
@@ -369,7 +375,7 @@ def warp_planes(planes, transforms, *, reference: int | None = None
     z, h, w = a.shape[:3]
     if t.shape != (z, 3, 3) or not np.all(np.isfinite(t)):
         raise ValueError(f"transforms must be {z} finite 3x3 matrices, got shape {t.shape}")
-    ref = z // 2 if reference is None else int(reference)
+    ref = _reference(z, reference)
     warped = np.empty(a.shape, a.dtype)
     coverage = np.ones((z, h, w), bool)
     ones = np.ones((h, w), np.float32)
@@ -417,7 +423,7 @@ def match_gains(planes, *, reference: int | None = None, coverage=None, black=0.
     """
     a = _as_planes(planes)
     z = a.shape[0]
-    ref = z // 2 if reference is None else int(reference)
+    ref = _reference(z, reference)
     black = np.asarray(black, np.float64)
     weights = _channel_weights(a)
     ref_lum = _plane_luma(np.asarray(a[ref], np.float64) - black, weights)
@@ -491,7 +497,7 @@ def align_planes(planes, *, model: str = "similarity", reference: int | None = N
     check_model(model, ALIGNMENTS)
     a = _as_planes(planes)
     z = a.shape[0]
-    ref = z // 2 if reference is None else int(reference)
+    ref = _reference(z, reference)
     if model == "none":
         transforms = np.repeat(np.eye(3)[None], z, axis=0)
         aligned, coverage = a, np.ones(a.shape[:3], bool)
