@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-RECIPES = {"unet": "default.toml", "selection": "selection.toml"}
+RECIPES = {"unet": "default.toml", "selection": "selection.toml", "families": "families.toml"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -29,7 +29,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train the Fusion U-Net or the selection head on "
                        "synthetic stacks")
     p.add_argument("--config", type=Path,
-                   help="TOML recipe, or 'unet' (the default) / 'selection' for the shipped ones")
+                   help="TOML recipe, or a shipped one: 'unet' (the default), 'families', "
+                   "'selection'")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=200")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")

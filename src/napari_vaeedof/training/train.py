@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.fusion_unet import FusionUNet, UNetConfig, save_unet
+from ..models.fusion_unet import FusionUNet, UNetConfig, load_unet, save_unet
 from ..models.tiny_ae import load_taef2
-from ..models.weights import weight_path
+from ..models.weights import fusion_unet_path, weight_path
 from .dataset import LatentStacks, build_cache
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
@@ -89,14 +89,25 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
 
     ae = load_taef2(weight_path("taef2_encoder"), weight_path("taef2_decoder"))
     enc_dtype = getattr(torch, d.get("encode_dtype", "float32"))
-    paths = build_cache(ae, Path(d["cache"]), d["first_seed"], d["n_stacks"], d["size"],
-                        enc_dtype, log=log)
+    families = d.get("families")
+    if families:  # one cache per physics family, n_stacks of each
+        paths = [p for fam in families
+                 for p in build_cache(ae, Path(d["cache"]), d["first_seed"], d["n_stacks"],
+                                      d["size"], enc_dtype, log=log, family=fam,
+                                      noisy_share=d.get("noisy_share", 0.5))]
+    else:
+        paths = build_cache(ae, Path(d["cache"]), d["first_seed"], d["n_stacks"], d["size"],
+                            enc_dtype, log=log)
     data = LatentStacks(paths)
     log(f"{len(data)} cached stacks")
 
     config = UNetConfig(widths=tuple(m["widths"]), attention=tuple(m["attention"]),
                         heads=m["heads"])
     model = FusionUNet(config).to(device)
+    if m.get("init"):  # warm start: "shipped" (the packaged EMA weights) or a safetensors path
+        init = fusion_unet_path() if m["init"] == "shipped" else Path(m["init"])
+        model.load_state_dict(load_unet(init).state_dict())
+        log(f"warm start from {init}")
     ema = EMA(model, t["ema"])
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     step = 0
