@@ -137,3 +137,24 @@ def two_focus_stack(size: int = 128, rgb: bool = True) -> tuple[np.ndarray, np.n
     if not rgb:
         return stack.mean(-1), sharp.mean(-1)
     return stack, sharp
+
+
+@pytest.fixture
+def batch_inputs(tmp_path) -> list[Path]:
+    """Three tiny 3-plane uint8 stacks for `batch`: an OME-TIFF, a folder of planes, a TIFF."""
+    import tifffile
+
+    from napari_vaeedof.data.synth import make_stack, quantize
+
+    stacks = [quantize(make_stack(seed, size=64, n_planes=3, gray=True).planes[..., 0], np.uint8)
+              for seed in (1, 2, 3)]
+    ome = tmp_path / "in" / "alpha.ome.tif"
+    ome.parent.mkdir()
+    tifffile.imwrite(ome, stacks[0], ome=True, metadata={"axes": "ZYX"})
+    folder = tmp_path / "in" / "beta"
+    folder.mkdir()
+    for i, plane in enumerate(stacks[1]):
+        tifffile.imwrite(folder / f"plane_{i}.tif", plane)
+    plain = tmp_path / "in" / "gamma.tif"
+    tifffile.imwrite(plain, stacks[2], imagej=True, metadata={"axes": "ZYX"})
+    return [ome, folder, plain]

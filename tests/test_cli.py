@@ -108,26 +108,8 @@ def test_weights_fetch_that_fails_exits_2(tmp_path, monkeypatch, capsys):
     assert "Could not download" in capsys.readouterr().err
 
 
-def _batch_inputs(tmp_path):
-    """Three tiny stacks: an OME-TIFF, a folder of planes and a plain TIFF."""
-    from napari_vaeedof.data.synth import make_stack, quantize
-
-    stacks = [quantize(make_stack(seed, size=64, n_planes=3, gray=True).planes[..., 0], np.uint8)
-              for seed in (1, 2, 3)]
-    ome = tmp_path / "in" / "alpha.ome.tif"
-    ome.parent.mkdir()
-    tifffile.imwrite(ome, stacks[0], ome=True, metadata={"axes": "ZYX"})
-    folder = tmp_path / "in" / "beta"
-    folder.mkdir()
-    for i, plane in enumerate(stacks[1]):
-        tifffile.imwrite(folder / f"plane_{i}.tif", plane)
-    plain = tmp_path / "in" / "gamma.tif"
-    tifffile.imwrite(plain, stacks[2], imagej=True, metadata={"axes": "ZYX"})
-    return [ome, folder, plain]
-
-
-def test_batch_equals_fuse_skips_on_rerun(tmp_path, random_unet, capsys):
-    inputs = _batch_inputs(tmp_path)
+def test_batch_equals_fuse_skips_on_rerun(tmp_path, batch_inputs, random_unet, capsys):
+    inputs = batch_inputs
     out = tmp_path / "out" / "new"  # created
     opts = ["--unet", str(random_unet), "--tile-size", "64"]
     assert main(["batch", *map(str, inputs), "--out-dir", str(out), "--error-maps", *opts]) == 0
@@ -152,8 +134,9 @@ def test_batch_equals_fuse_skips_on_rerun(tmp_path, random_unet, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
-def test_batch_one_bad_stack_fails_alone_and_exits_2(tmp_path, random_unet, capsys):
-    inputs = _batch_inputs(tmp_path)
+def test_batch_one_bad_stack_fails_alone_and_exits_2(tmp_path, batch_inputs, random_unet,
+                                                     capsys):
+    inputs = batch_inputs
     bad = tmp_path / "in" / "flat.tif"
     tifffile.imwrite(bad, np.zeros((1, 64, 64), np.uint8))
     out = tmp_path / "out"
@@ -171,8 +154,8 @@ def test_batch_one_bad_stack_fails_alone_and_exits_2(tmp_path, random_unet, caps
     assert sorted(p.name for p in out.iterdir()) == ["alpha.tif", "flat.tif", "gamma.tif"]
 
 
-def test_batch_refuses_duplicate_names_before_any_work(tmp_path, capsys):
-    inputs = _batch_inputs(tmp_path)
+def test_batch_refuses_duplicate_names_before_any_work(tmp_path, batch_inputs, capsys):
+    inputs = batch_inputs
     other = tmp_path / "other" / "alpha.tif"
     other.parent.mkdir()
     other.write_bytes(inputs[0].read_bytes())

@@ -16,6 +16,7 @@ import numpy as np
 from dask.base import tokenize
 
 from . import __version__
+from .cluster import check_scheduler, connect
 from .engine.align import ALIGNMENTS, align_planes, check_model
 from .engine.fusion import (
     DEFAULT_MODE,
@@ -23,14 +24,15 @@ from .engine.fusion import (
     MODES,
     Models,
     check_mode,
-    fuse_tile,
     output_maps,
     unet_calls,
 )
 from .engine.runtime import (
+    ModelSpec,
     available_devices,
     cpu_has_bf16,
     cpu_has_fp16,
+    fuse_tile_task,
     load_models,
     require_selection,
     resolve_device,
@@ -401,13 +403,15 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
         x = registration.planes
         if match_gain:  # the gains move the range
             norm = fit_normalization(x, layout.dtype, joint=layout.mode == "rgb")
-    task = dask.delayed(fuse_tile, pure=True)
+    task = dask.delayed(fuse_tile_task, pure=True)
+    # Tasks carry the spec, not the networks: each process loads them once (engine/runtime.py).
+    spec = ModelSpec.of(models, unet_path, selection_path)
     # Keys from what decides a tile's values: the planes (their bytes, or a dask array's
     # graph name), the normalisation, the options and the weights' hashes; two stacks never
     # share a key, the same stack and options always do (dask's cache, a distributed client).
     token = tokenize(x, norm.lo, norm.hi, str(norm.dtype), layout.mode, mode, error_map, batch,
-                     sorted(models.hashes.items()), str(models.device), str(models.dtype))
-    tiles = [task(x[:, y0:y1, x0:x1, :], norm, layout.mode == "rgb", models, mode=mode,
+                     spec.hashes, spec.device, spec.precision)
+    tiles = [task(x[:, y0:y1, x0:x1, :], norm, layout.mode == "rgb", spec, mode=mode,
                   error_map=error_map, batch=batch, progress=step,
                   dask_key_name=f"vaeedof-tile-{tokenize(token, y0, y1, x0, x1)}")
              for y0, y1, x0, x1 in grid.boxes]
@@ -525,10 +529,10 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     """Fuse a focus stack into one all-in-focus image.
 
     Returns a `FusionResult` whose image has the input's dtype, intensity range and axis order
-    without the focus axis; ``scheduler`` is any dask scheduler. With ``progress`` the tiles run
-    one by one in this thread and ``progress(FusionProgress)`` is called when the work starts,
-    after each encoder batch, U-Net call and error-map decoder batch within a tile (every few
-    seconds on a CPU), and after each tile; raising `FusionCancelled` in it stops the fusion.
+    without the focus axis. With ``progress`` the tiles run one by one in this thread and
+    ``progress(FusionProgress)`` is called when the work starts, after each encoder batch, U-Net
+    call and error-map decoder batch within a tile (every few seconds on a CPU), and after each
+    tile; raising `FusionCancelled` in it stops the fusion.
 
     Parameters
     ----------
@@ -567,6 +571,12 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
         ``metadata["alignment"]``.
     match_gain : also scale each plane's brightness to the middle plane's (exposure flicker);
         the gains are in ``metadata["alignment"]``.
+    scheduler : where the tiles run: a dask scheduler name ('sync', the default; 'threads',
+        'processes'), a ``distributed.Client``, or a scheduler address ('tcp://host:8786', needs
+        the ``distributed`` extra; a client is connected for this call). Tasks carry the weight
+        files' names and hashes, not the networks: each worker process loads them once (from
+        its own installation and VAEEDOF_WEIGHTS_DIR) and refuses weights that differ. Ignored
+        with ``progress``.
 
     Raises
     ------
@@ -594,8 +604,10 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                 next(gen)
         except StopIteration as stop:
             return stop.value
+    check_scheduler(scheduler)
     plan = _plan(stack, **kwargs)
-    fused = assemble(plan.tiles, plan.grid, plan.n_out).compute(scheduler=scheduler)
+    with connect(scheduler) as where:
+        fused = assemble(plan.tiles, plan.grid, plan.n_out).compute(scheduler=where)
     return _finish(plan, fused)
 
 

@@ -116,14 +116,61 @@ def _complete(paths: list[Path]) -> bool:
     return True
 
 
+def _batch_job(given: str, output: Path, maps: dict, args: argparse.Namespace
+               ) -> tuple[str, str]:
+    """One stack of a batch, where it runs (here or on a dask worker): read, fuse, write.
+    Returns ("fused", "<seconds> s"), or ("user" | "system", the one-line reason); a bug
+    raises."""
+    from .io import check_outputs, expand_inputs, read_stack
+
+    try:
+        inputs = expand_inputs([given])
+        check_outputs({"output": output, **{f"{m} map": p for m, p in maps.items()}}, inputs)
+        stack = read_stack(inputs, samples_as_planes=args.samples_as_planes)
+        elapsed, _meta = _fuse_and_write(stack, args, output, maps)
+    except USER_ERRORS as exc:
+        return "user", _one_line(exc)
+    except system_errors() as exc:
+        return "system", f"{type(exc).__name__}: {_one_line(exc)}"
+    return "fused", f"{elapsed:.1f} s"
+
+
+def _run_batch(todo: list, args: argparse.Namespace):
+    """Yield (i, name, output, _batch_job's result) per stack: in order here, or as they
+    finish on the dask cluster of ``--scheduler`` (one task per stack; the workers read the
+    inputs and write the outputs, so both must be on a file system they share)."""
+    if args.scheduler is None:
+        for i, given, name, output, maps in todo:
+            yield i, name, output, _batch_job(given, output, maps, args)
+        return
+    from .cluster import connect
+
+    with connect(args.scheduler) as client:
+        from distributed import as_completed
+
+        remote = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})
+        if remote.unet is not None:  # workers may start elsewhere
+            remote.unet = Path(remote.unet).resolve()
+        futures = {client.submit(_batch_job, str(Path(given).resolve()), output.resolve(),
+                                 {m: p and p.resolve() for m, p in maps.items()}, remote,
+                                 pure=False): (i, name, output)
+                   for i, given, name, output, maps in todo}
+        for future in as_completed(futures):
+            yield *futures[future], future.result()
+
+
 def _batch(args: argparse.Namespace) -> int:
     """Each input is one stack (a stack file or a folder of planes) fused into
     OUT_DIR/NAME.tif; one line per stack on stderr, a failed stack does not stop the others.
     Exit 0 if none failed, 1 if any failed on the machine (files, memory), else 2."""
-    from .io import OutputPathError, check_outputs, expand_inputs, read_stack
+    from .cluster import is_address
+    from .io import OutputPathError
 
     wanted = [name for name in MAPS if getattr(args, f"{name}_maps")]
     _check_maps(args.mode, {name: True for name in wanted}, "s")
+    if args.scheduler is not None and not is_address(args.scheduler):
+        raise ValueError(f"--scheduler takes the address of a dask.distributed scheduler "
+                         f"(tcp://host:8786), not {args.scheduler!r}.")
     out_dir: Path = args.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputPathError(f"--out-dir {out_dir} is a file; give a folder.")
@@ -144,34 +191,27 @@ def _batch(args: argparse.Namespace) -> int:
     n = len(jobs)
     counts = {"fused": 0, "skipped": 0, "failed": 0}
     system_failed = False
+    todo = []
     for i, (given, name, output, maps) in enumerate(jobs, 1):
-        head = f"[{i}/{n}] {name}:"
         targets = [output, *(p for p in maps.values() if p is not None)]
         is_input = Path(given).is_file() and output.is_file() and output.samefile(given)
         if not args.overwrite and not is_input and _complete(targets):
             counts["skipped"] += 1
             if not args.quiet:
-                print(f"{head} skipped (exists) {output}", file=sys.stderr, flush=True)
+                print(f"[{i}/{n}] {name}: skipped (exists) {output}", file=sys.stderr,
+                      flush=True)
             continue
-        try:
-            inputs = expand_inputs([given])
-            check_outputs({"output": output, **{f"{m} map": p for m, p in maps.items()}},
-                          inputs)
-            stack = read_stack(inputs, samples_as_planes=args.samples_as_planes)
-            elapsed, _meta = _fuse_and_write(stack, args, output, maps)
-        except USER_ERRORS as exc:
+        todo.append((i, given, name, output, maps))
+    for i, name, output, (status, message) in _run_batch(todo, args):
+        head = f"[{i}/{n}] {name}:"
+        if status == "fused":
+            counts["fused"] += 1
+            if not args.quiet:
+                print(f"{head} fused in {message} -> {output}", file=sys.stderr, flush=True)
+        else:
             counts["failed"] += 1
-            print(f"{head} failed: {_one_line(exc)}", file=sys.stderr, flush=True)
-            continue
-        except system_errors() as exc:
-            counts["failed"] += 1
-            system_failed = True
-            print(f"{head} failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr,
-                  flush=True)
-            continue
-        counts["fused"] += 1
-        if not args.quiet:
-            print(f"{head} fused in {elapsed:.1f} s -> {output}", file=sys.stderr, flush=True)
+            system_failed |= status == "system"
+            print(f"{head} failed: {message}", file=sys.stderr, flush=True)
     if not args.quiet or counts["failed"]:
         print(f"{n} stack{'s' if n != 1 else ''}: {counts['fused']} fused, "
               f"{counts['skipped']} skipped, {counts['failed']} failed", file=sys.stderr)
@@ -337,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in MAPS:
         batch.add_argument(f"--{name}-maps", action="store_true",
                            help=f"also write each stack's {name} map as NAME_{name}.tif")
+    batch.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the stacks on a dask.distributed cluster (tcp://host:8786; "
+                       "needs the distributed extra), one task per stack; inputs and --out-dir "
+                       "must be on a file system the workers share")
     batch.add_argument("--overwrite", action="store_true", help="fuse again the stacks whose "
                        "outputs exist (default: skip them)")
     _add_fuse_options(batch)

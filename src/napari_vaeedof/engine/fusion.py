@@ -51,6 +51,10 @@ class Models:
     dtype: torch.dtype
     hashes: dict[str, str]
 
+    def __reduce__(self):
+        raise TypeError("Models hold loaded networks and are not pickled (a dask task would "
+                        "carry them); pass runtime.ModelSpec.of(models) and load it there.")
+
 
 def check_mode(mode: str, models: Models) -> None:
     """A clear error for an unknown mode, or pixel mode without the selection head (the API

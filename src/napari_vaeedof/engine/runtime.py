@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..models.fusion_unet import load_unet
@@ -15,12 +17,14 @@ from ..models.selection_net import load_selection
 from ..models.tiny_ae import load_taef2
 from ..models.weights import (
     SELECTION_NET_FILE,
+    WeightsError,
     fusion_unet_path,
     selection_net_path,
     sha256_of,
     weight_path,
 )
-from .fusion import Models
+from .fusion import Models, fuse_tile
+from .stack import Normalization
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -126,3 +130,47 @@ def require_selection(mode: str, models: Models) -> None:
     head; `fusion.check_mode` does the rest of the checking."""
     if mode == "pixel" and models.selection is None:
         selection_net_path()  # raises WeightsError with what to do
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which networks a fusion uses, small and picklable: what tile tasks carry instead of the
+    loaded networks, so that each process (a dask worker, a process pool) loads them once, from
+    its own weights, into `load_models`'s cache, and checks they are the planned ones.
+
+    The weight files are named as the caller gave them (None: the packaged / registry ones, as
+    each process resolves them); ``hashes`` are the sha256 of the files the plan used.
+    """
+
+    device: str
+    precision: str
+    unet_path: str | None
+    selection_path: str | None
+    hashes: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, models: Models, unet_path=None, selection_path=None) -> ModelSpec:
+        """The spec that loads `models` again (loaded with these weight arguments)."""
+        return cls(str(models.device), str(models.dtype).removeprefix("torch."),
+                   None if unet_path is None else str(unet_path),
+                   None if selection_path is None else str(selection_path),
+                   tuple(sorted(models.hashes.items())))
+
+    def load(self) -> Models:
+        """The networks, from this process's cache; WeightsError if this process's weight
+        files are not the ones the fusion was planned with."""
+        models = load_models(self.device, self.precision, self.unet_path, self.selection_path)
+        if tuple(sorted(models.hashes.items())) != self.hashes:
+            differ = sorted(k for k, v in self.hashes if models.hashes.get(k) != v)
+            raise WeightsError(
+                f"The weights found in this process ({', '.join(differ)}) are not the ones the "
+                f"fusion was planned with; give every dask worker the same napari-vaeedof "
+                f"version and VAEEDOF_WEIGHTS_DIR as the client.")
+        return models
+
+
+def fuse_tile_task(tile: np.ndarray, norm: Normalization, rgb: bool, spec: ModelSpec,
+                   **options) -> np.ndarray:
+    """`fusion.fuse_tile` with the networks named by `spec` (loaded once per process): the
+    function the tile graph's tasks call. ``options`` as in `fuse_tile`."""
+    return fuse_tile(tile, norm, rgb, spec.load(), **options)
