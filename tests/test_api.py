@@ -262,3 +262,41 @@ def test_tile_keys_come_from_the_data_and_the_options():
     assert not keys & _tile_keys(other)
     assert not keys & _tile_keys(stack, error_map=False)
     assert not keys & _tile_keys(stack, mode="latent")
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_fuse_to_zarr_equals_fuse_stack_chunk_by_chunk(tmp_path, random_unet, gray):
+    import zarr
+
+    from napari_vaeedof import fuse_to_zarr
+
+    planes = quantize(make_stack(5, size=(150, 200), n_planes=3, gray=gray).planes, np.uint16)
+    planes = planes[..., 0] if gray else planes
+    opts = dict(unet_path=random_unet, tile_size=64)  # 5 x 5 tiles, 48 px Zarr chunks
+    ref = fuse_stack(planes, **opts)
+    lazy = da.from_array(planes, chunks=(1, 64, 64, *planes.shape[3:]))
+    paths = {m: tmp_path / f"{m}.ome.zarr" for m in ("error", "depth", "fill")}
+    meta = fuse_to_zarr(lazy, tmp_path / "fused.ome.zarr", maps=paths, chunk=48,
+                        info={"inputs": ["x"]}, **opts)
+    assert meta["n_tiles"] == len(TileGrid.build(150, 200, 64, 16)) == 25
+    group = zarr.open_group(tmp_path / "fused.ome.zarr", mode="r")
+    image = group["0"][:]
+    want = ref.image if gray else np.moveaxis(ref.image, -1, 0)  # OME order: c, y, x
+    assert image.dtype == np.uint16 and image.shape == want.shape
+    assert np.abs(image.astype(int) - want.astype(int)).max() <= 1
+    assert group.attrs["napari_vaeedof"]["inputs"] == ["x"]
+    for name, path in paths.items():
+        got = zarr.open_group(path, mode="r")["0"][:]
+        np.testing.assert_allclose(got, getattr(ref, name), atol=1e-4)
+
+
+def test_fuse_to_zarr_refuses_maps_the_mode_has_not(tmp_path, random_unet):
+    from napari_vaeedof import fuse_to_zarr
+
+    planes = np.zeros((2, 64, 64), np.uint8)
+    with pytest.raises(ValueError, match="gives no depth map"):
+        fuse_to_zarr(planes, tmp_path / "f.ome.zarr", maps={"depth": tmp_path / "d.ome.zarr"},
+                     mode="latent", unet_path=random_unet)
+    with pytest.raises(TypeError, match="unknown options"):
+        fuse_to_zarr(planes, tmp_path / "f.ome.zarr", tile=64)
+    assert list(tmp_path.iterdir()) == []

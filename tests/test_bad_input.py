@@ -493,3 +493,18 @@ def test_reader_returns_none_and_touches_nothing(tmp_path, build):
     before = _snapshot(tmp_path)
     assert get_reader(path) is None
     assert _snapshot(tmp_path) == before
+
+
+def test_zarr_output_of_a_failed_fusion_leaves_the_old_store(tmp_path, flipped_unet,
+                                                            random_unet):
+    import zarr
+
+    from napari_vaeedof import fuse_to_zarr
+
+    path = tmp_path / "fused.ome.zarr"
+    fuse_to_zarr(_stack(np.uint8), path, unet_path=random_unet, tile_size=64)
+    before = zarr.open_group(path, mode="r")["0"][:]
+    with pytest.raises(FusionError, match="NaN or infinite"):
+        fuse_to_zarr(_stack(np.uint8), path, unet_path=flipped_unet, tile_size=64)
+    np.testing.assert_array_equal(zarr.open_group(path, mode="r")["0"][:], before)
+    assert [p.name for p in tmp_path.iterdir()] == ["fused.ome.zarr"]  # no temporary stores

@@ -164,3 +164,34 @@ def test_batch_refuses_duplicate_names_before_any_work(tmp_path, batch_inputs, c
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("napari-vaeedof batch: error: ")
     assert "alpha.tif" in err[0] and not out.exists()
+
+
+def test_fuse_to_ome_zarr_equals_the_tiff(tmp_path, batch_inputs, random_unet, capsys):
+    import zarr
+
+    opts = ["--unet", str(random_unet), "--tile-size", "64", "-q"]
+    plain = batch_inputs[2]
+    assert main(["fuse", str(plain), "-o", str(tmp_path / "f.tif"), *opts]) == 0
+    assert main(["fuse", str(plain), "-o", str(tmp_path / "f.ome.zarr"), "--depth-map",
+                 str(tmp_path / "d.ome.zarr"), *opts]) == 0
+    got = zarr.open_group(tmp_path / "f.ome.zarr", mode="r")["0"][:]
+    want = tifffile.imread(tmp_path / "f.tif")
+    assert got.dtype == want.dtype and np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert zarr.open_group(tmp_path / "d.ome.zarr", mode="r")["0"].shape == (64, 64)
+    assert main(["fuse", str(plain), "-o", str(tmp_path / "g.ome.zarr"), "--depth-map",
+                 str(tmp_path / "d.tif"), *opts]) == 2
+    assert "in the format of -o" in capsys.readouterr().err
+    assert not (tmp_path / "g.ome.zarr").exists()
+
+
+def test_batch_to_ome_zarr_skips_complete_stores(tmp_path, batch_inputs, random_unet, capsys):
+    out = tmp_path / "out"
+    args = ["batch", *map(str, batch_inputs), "--out-dir", str(out), "--zarr", "--fill-maps",
+            "--unet", str(random_unet), "--tile-size", "64"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "alpha.ome.zarr", "alpha_fill.ome.zarr", "beta.ome.zarr", "beta_fill.ome.zarr",
+        "gamma.ome.zarr", "gamma_fill.ome.zarr"]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == "3 stacks: 0 fused, 3 skipped, 0 failed"

@@ -87,3 +87,18 @@ def test_bad_schedulers_are_refused_before_any_work(tmp_path, batch_inputs, caps
                  "threads"]) == 2
     assert "--scheduler takes the address" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_fuse_to_ome_zarr_on_the_cluster_equals_local(tmp_path, batch_inputs, random_unet,
+                                                      cluster):
+    import zarr
+
+    opts = ["--unet", str(random_unet), "--tile-size", "64", "-q"]
+    src = batch_inputs[0]
+    assert main(["fuse", str(src), "-o", str(tmp_path / "local.tif"), *opts]) == 0
+    assert main(["fuse", str(src), "-o", str(tmp_path / "remote.ome.zarr"), "--error-map",
+                 str(tmp_path / "remote_error.ome.zarr"), "--scheduler",
+                 cluster.scheduler_address, *opts]) == 0
+    got = zarr.open_group(tmp_path / "remote.ome.zarr", mode="r")["0"][:]
+    want = tifffile.imread(tmp_path / "local.tif")
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

@@ -98,3 +98,56 @@ def test_uncompressed_tiff_is_read_lazily_and_read_only(tmp_path):
     assert not isinstance(packed.data, np.memmap)
     np.testing.assert_array_equal(raw.data, planes)
     np.testing.assert_array_equal(packed.data, planes)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_lazy_tiff_is_dask_read_by_chunk_and_pickles_as_its_path(tmp_path, compression):
+    import pickle
+
+    import dask.array as da
+    from dask.base import tokenize
+
+    planes = (np.arange(3 * 70 * 90 * 3) % 251).astype(np.uint8).reshape(3, 70, 90, 3)
+    path = tmp_path / "s.tif"
+    tiles = {"tile": (32, 32)} if compression else {}
+    tifffile.imwrite(path, planes, photometric="rgb", compression=compression, **tiles)
+    lazy = read_stack(path, lazy=True)
+    assert isinstance(lazy.data, da.Array) and (lazy.axis, lazy.channel_axis) == (0, 3)
+    np.testing.assert_array_equal(lazy.data[1, 10:50, 20:80].compute(), planes[1, 10:50, 20:80])
+    np.testing.assert_array_equal(lazy.data.compute(), read_stack(path).data)
+    blob = pickle.dumps(lazy.data)
+    assert len(blob) < 20_000  # the path and the graph, not 57 kB of pixels
+    before = tokenize(lazy.data)
+    tifffile.imwrite(path, planes[::-1], photometric="rgb", compression=compression, **tiles)
+    os.utime(path, ns=(1, 1))  # another modification time, as a rewrite would give
+    assert tokenize(read_stack(path, lazy=True).data) != before  # never the old file's keys
+
+
+def test_ome_zarr_outputs_are_written_all_or_nothing(tmp_path):
+    import dask.array as da
+    import zarr
+
+    from napari_vaeedof.io import write_ome_zarrs
+
+    image = np.arange(2 * 40 * 50, dtype=np.uint16).reshape(2, 40, 50)
+    depth = np.linspace(0, 1, 40 * 50, dtype=np.float32).reshape(40, 50)
+    a, b = tmp_path / "a.ome.zarr", tmp_path / "b.ome.zarr"
+    write_ome_zarrs([(a, image, {"pixel_size": (0.5, 0.25), "unit": "µm", "info": '{"k": 1}'}),
+                     (b, da.from_array(depth, chunks=16), {})], chunk=16)
+    group = zarr.open_group(a, mode="r")
+    np.testing.assert_array_equal(group["0"][:], image)
+    ms = group.attrs["ome"]["multiscales"][0]
+    assert [x["name"] for x in ms["axes"]] == ["c", "y", "x"]
+    assert ms["axes"][1]["unit"] == "micrometer"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.5, 0.25]
+    assert group.attrs["napari_vaeedof"] == {"k": 1}
+    np.testing.assert_array_equal(zarr.open_group(b, mode="r")["0"][:], depth)
+
+    def fail(block):
+        raise OSError("disk full")
+
+    broken = da.from_array(depth, chunks=16).map_blocks(fail, dtype=np.float32)
+    with pytest.raises(OSError, match="disk full"):
+        write_ome_zarrs([(a, image[:, ::-1], {}), (b, broken, {})], chunk=16)
+    np.testing.assert_array_equal(zarr.open_group(a, mode="r")["0"][:], image)  # unchanged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ome.zarr", "b.ome.zarr"]

@@ -18,6 +18,7 @@ _LAZY = {
     "FusionProgress": ".api",
     "FusionResult": ".api",
     "fuse_stack": ".api",
+    "fuse_to_zarr": ".api",
     "iter_fuse_stack": ".api",
     "StackError": ".engine.stack",
     "fuse_layer": "._layers",
@@ -32,6 +33,7 @@ __all__ = [
     "__version__",
     "fuse_layer",
     "fuse_stack",
+    "fuse_to_zarr",
     "iter_fuse_stack",
 ]
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
         FusionProgress,
         FusionResult,
         fuse_stack,
+        fuse_to_zarr,
         iter_fuse_stack,
     )
     from .engine.stack import StackError

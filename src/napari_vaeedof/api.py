@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -286,9 +287,10 @@ def _warn_slow_precision(device, precision: str) -> None:
 
 
 def _estimate_memory(shape: tuple[int, int, int, int], layout: StackLayout, n_maps: int,
-                     tile_size: int, overlap: int, batch: int, aligned: bool = False
-                     ) -> dict[str, int]:
-    """Bytes the fusion holds at its peak, by part (a rough, slightly generous estimate)."""
+                     tile_size: int, overlap: int, batch: int, aligned: bool = False,
+                     streaming: bool = False) -> dict[str, int]:
+    """Bytes the fusion holds at its peak, by part (a rough, slightly generous estimate).
+    ``streaming``: the outputs go to disk chunk by chunk (`fuse_to_zarr`), never whole."""
     z, height, width, channels = shape
     units = 1 if layout.mode == "rgb" else channels
     n_out = channels + units * n_maps
@@ -310,16 +312,20 @@ def _estimate_memory(shape: tuple[int, int, int, int], layout: StackLayout, n_ma
         "aligned planes": z * pixels * channels * layout.dtype.itemsize + pixels * 24
         if aligned else 0,
     }
+    if streaming:  # a few tiles' results and output chunks in flight instead of whole outputs
+        del parts["tile results"], parts["blended output"], parts["fused image and maps"]
+        parts["tiles and chunks in flight"] = 4 * t * t * n_out * 4 * 3
     return parts
 
 
 def _check_memory(shape, layout: StackLayout, n_maps: int, tile_size: int, overlap: int,
-                  batch: int, aligned: bool = False) -> None:
+                  batch: int, aligned: bool = False, streaming: bool = False) -> None:
     """Refuse, before any work, a fusion that needs more memory than this machine has free."""
     free = available_memory()
     if free is None:
         return
-    parts = _estimate_memory(shape, layout, n_maps, tile_size, overlap, batch, aligned)
+    parts = _estimate_memory(shape, layout, n_maps, tile_size, overlap, batch, aligned,
+                             streaming)
     need = sum(parts.values())
     if need <= free:
         return
@@ -336,7 +342,7 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
           error_map: bool, batch_size: int | None, unet_path: str | os.PathLike | None,
           mode: str, z_positions, selection_path: str | os.PathLike | None = None,
           align: str = "none", match_gain: bool = False,
-          step: Callable[[str, int], None] | None = None) -> _Plan:
+          step: Callable[[str, int], None] | None = None, streaming: bool = False) -> _Plan:
     if isinstance(stack, str | os.PathLike):
         raise StackError(f"fuse_stack takes pixels, not a file name ({stack}); read the file "
                          f"first: napari_vaeedof.io.read_stack(path).data")
@@ -378,7 +384,8 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
     _check_memory(x.shape, layout, len(output_maps(mode, error_map)), guess,
                   guess // 4 if overlap is None else min(overlap, guess // 2),
                   batch_size or default_batch(min(guess, height) * min(guess, width),
-                                              device_type), aligned=align != "none" or match_gain)
+                                              device_type), aligned=align != "none" or match_gain,
+                  streaming=streaming)
     if tile_size is None:  # the default: from the plane's size, one rule (engine/tiling.py)
         tile_size = auto_tile_size(height, width, planes=z)
     overlap = tile_size // 4 if overlap is None else overlap
@@ -441,36 +448,74 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
                  positions, metadata)
 
 
-def _check_finite(name: str, a: np.ndarray, plan: _Plan) -> None:
+def _check_finite(name: str, a: np.ndarray, lo: np.ndarray, scale: np.ndarray) -> None:
     """The one finiteness check of every output, before a cast hides NaN (as 0) or inf."""
     bad = int(a.size - np.count_nonzero(np.isfinite(a)))
     if bad:
-        lo, hi = float(np.min(plan.lo)), float(np.max(plan.lo + plan.scale))
+        lo_, hi = float(np.min(lo)), float(np.max(lo + scale))
         raise FusionError(
             f"The fused {name} has NaN or infinite values at {bad} of {a.size} values: a "
             f"weights file (Fusion U-Net, selection head) may be corrupt, or the input's range "
-            f"({lo:.3g} to {hi:.3g}) cannot be computed with.")
+            f"({lo_:.3g} to {hi:.3g}) cannot be computed with.")
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """What turns blended tile results into the image and the maps: small and picklable, so a
+    dask task can carry it (the lazy outputs of `fuse_to_zarr`)."""
+
+    layout: StackLayout
+    lo: np.ndarray
+    scale: np.ndarray
+    maps: tuple[str, ...]
+    z_positions: np.ndarray
+
+    def names(self) -> tuple[str, ...]:
+        return ("image", *self.maps)
+
+    def arrays(self, fused: np.ndarray) -> dict[str, np.ndarray]:
+        """(h, w, n_out) blended float32 -> {"image": (h, w, C) in the input's dtype, each map:
+        (h, w, U) float32 (float64 error of a float64 stack)}; finiteness checked."""
+        layout, lo, scale = self.layout, self.lo, self.scale
+        n_img = len(lo)
+        image = fused[..., :n_img] * scale + lo
+        _check_finite("image", image, lo, scale)
+        units = 1 if layout.mode == "rgb" else n_img
+        wide = layout.dtype.kind == "f" and layout.dtype.itemsize > 4
+        out = {"image": to_dtype(image, layout.dtype)}
+        for k, name in enumerate(self.maps):
+            m = fused[..., n_img + k * units : n_img + (k + 1) * units]
+            if name == "error":
+                m = m * (scale[:1] if layout.mode == "rgb" else scale)
+            elif name == "depth":
+                m = np.interp(m, np.arange(len(self.z_positions)), self.z_positions)
+            m = m.astype(np.float64 if name == "error" and wide else np.float32)
+            _check_finite(f"{name} map", m, lo, scale)
+            out[name] = m
+        return out
+
+    def channels_first(self, fused: np.ndarray, name: str) -> np.ndarray:
+        """One output of a block as (C, h, w), or (h, w) for one channel (OME-Zarr order)."""
+        a = self.arrays(fused)[name]
+        return a[..., 0] if a.shape[-1] == 1 else np.moveaxis(a, -1, 0)
+
+    def dtype(self, name: str) -> np.dtype:
+        if name == "image":
+            return self.layout.dtype
+        wide = self.layout.dtype.kind == "f" and self.layout.dtype.itemsize > 4
+        return np.dtype(np.float64 if name == "error" and wide else np.float32)
+
+
+def _outputs(plan: _Plan) -> _Outputs:
+    return _Outputs(plan.layout, plan.lo, plan.scale, plan.maps, plan.z_positions)
 
 
 def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:
     layout = plan.layout
-    n_img = len(plan.lo)
-    image = fused[..., :n_img] * plan.scale + plan.lo
-    _check_finite("image", image, plan)
-    units = 1 if layout.mode == "rgb" else n_img
-    wide = layout.dtype.kind == "f" and layout.dtype.itemsize > 4
-    maps = {}
-    for k, name in enumerate(plan.maps):
-        m = fused[..., n_img + k * units : n_img + (k + 1) * units]
-        if name == "error":
-            m = m * (plan.scale[:1] if layout.mode == "rgb" else plan.scale)
-        elif name == "depth":
-            z = len(plan.z_positions)
-            m = np.interp(m, np.arange(z), plan.z_positions)
-        m = m.astype(np.float64 if name == "error" and wide else np.float32)
-        _check_finite(f"{name} map", m, plan)
-        maps[name] = m[..., 0] if layout.mode == "rgb" else to_output_layout(m, layout)
-    image = to_output_layout(to_dtype(image, layout.dtype), layout)
+    arrays = _outputs(plan).arrays(fused)
+    maps = {name: arrays[name][..., 0] if layout.mode == "rgb" else
+            to_output_layout(arrays[name], layout) for name in plan.maps}
+    image = to_output_layout(arrays["image"], layout)
     return FusionResult(image, maps.get("error"), plan.metadata, depth=maps.get("depth"),
                         confidence=maps.get("confidence"), fill=maps.get("fill"))
 
@@ -611,5 +656,88 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     return _finish(plan, fused)
 
 
+def _block_output(block: np.ndarray, outputs: _Outputs, name: str) -> np.ndarray:
+    return outputs.arrays(block)[name]
+
+
+def fuse_to_zarr(stack, path: str | os.PathLike, *,
+                 maps: dict[str, str | os.PathLike | None] | None = None,
+                 pixel_size: tuple[float, float] | None = None, unit: str | None = None,
+                 info: dict | None = None, chunk: int = 1024, scheduler="sync",
+                 **options) -> dict:
+    """Fuse a focus stack straight into OME-Zarr images on disk, chunk by chunk: the result is
+    never held in memory whole, so planes larger than memory fuse (from a lazy stack, e.g.
+    ``read_stack(path, lazy=True).data``), on this machine or a dask cluster.
+
+    Parameters
+    ----------
+    stack : what `fuse_stack` takes; a dask array is read chunk by chunk where the tiles run.
+    path : the fused image's store, a folder named ``*.zarr`` (e.g. ``fused.ome.zarr``):
+        OME-Zarr 0.5, one resolution level, axes (c,) y, x, the input's dtype. An existing
+        store there is replaced once every output is written.
+    maps : {"error" | "depth" | "confidence" | "fill": path or None}: maps to write, each its
+        own store (float32); depth, confidence and fill need pixel mode. The error map is
+        computed only when asked for here.
+    pixel_size, unit : (y, x) pixel size and its unit, kept as the images' scale.
+    info : JSON-able facts kept in each store's root attributes under "napari_vaeedof", beside
+        the fusion's metadata.
+    chunk : Zarr chunk size in px (Y and X).
+    scheduler : as in `fuse_stack` ('sync' by default; a ``distributed.Client`` or an
+        address: the workers compute and write the chunks, so `path` must be on a file system
+        they share).
+    **options : the other keyword options of `fuse_stack` (``mode``, ``tile_size``,
+        ``device``, ``align``, ...), not ``progress`` or ``error_map``.
+
+    Returns
+    -------
+    dict
+        The fusion's metadata (`FusionResult.metadata`).
+
+    Raises
+    ------
+    What `fuse_stack` raises; OutputPathError and OSError from writing. On any error nothing
+    is left at `path` or the map paths but what was there before.
+    """
+    from .io import write_ome_zarrs
+
+    if "progress" in options or "error_map" in options:
+        raise TypeError("fuse_to_zarr takes no progress or error_map (ask for the error map "
+                        "with maps={'error': path}).")
+    maps = {k: v for k, v in (maps or {}).items() if v is not None}
+    unknown = sorted(set(maps) - {"error", "depth", "confidence", "fill"})
+    if unknown:
+        raise ValueError(f"maps can be error, depth, confidence and fill, not {unknown}")
+    chunk = check_integer(chunk, "chunk", minimum=16)
+    check_scheduler(scheduler)
+    defaults = {k: v.default for k, v in inspect.signature(fuse_stack).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    for k in ("scheduler", "progress", "error_map"):
+        defaults.pop(k)
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"fuse_to_zarr got unknown options {unknown}")
+    plan = _plan(stack, **{**defaults, **options}, error_map="error" in maps, streaming=True)
+    if set(maps) - set(plan.maps):
+        missing = ", ".join(sorted(set(maps) - set(plan.maps)))
+        raise ValueError(f"mode={plan.metadata['mode']!r} gives no {missing} map; depth, "
+                         f"confidence and fill need mode='pixel'.")
+    fused = assemble(plan.tiles, plan.grid, plan.n_out)
+    outputs = _outputs(plan)
+    meta = {**plan.metadata, **(info or {})}
+    written = []
+    for name, target in [("image", path), *maps.items()]:
+        c = len(plan.lo) if name == "image" else (1 if plan.layout.mode == "rgb" else
+                                                  len(plan.lo))
+        a = da.map_blocks(_block_output, fused, outputs, name, dtype=outputs.dtype(name),
+                          chunks=(*fused.chunks[:2], (c,)))
+        a = a[..., 0] if c == 1 else da.moveaxis(a, -1, 0)
+        extra = {"output": "fused" if name == "image" else name}
+        written.append((target, a, {"pixel_size": pixel_size, "unit": unit,
+                                    "info": json.dumps({**meta, **extra})}))
+    with connect(scheduler) as where:
+        write_ome_zarrs(written, chunk=chunk, scheduler=where)
+    return plan.metadata
+
+
 __all__ = ["FusionCancelled", "FusionError", "FusionProgress", "FusionResult", "StackError",
-           "fuse_stack", "iter_fuse_stack"]
+           "fuse_stack", "fuse_to_zarr", "iter_fuse_stack"]

@@ -31,9 +31,9 @@ def _fuse_and_write(stack, args: argparse.Namespace, output: Path, maps: dict,
     """The work of one stack for `fuse` and `batch`: fuse it with the command's options and
     write the image and the asked-for maps ({name: path or None}) all or nothing.
     Returns (seconds, metadata)."""
-    from .api import fuse_stack
+    from .api import fuse_stack, fuse_to_zarr
     from .engine.stack import resolve_layout
-    from .io import write_tiffs
+    from .io import is_zarr_path, write_tiffs
 
     axis = args.axis if args.axis is not None else stack.axis
     channel_axis = args.channel_axis if args.channel_axis is not None else stack.channel_axis
@@ -42,15 +42,23 @@ def _fuse_and_write(stack, args: argparse.Namespace, output: Path, maps: dict,
     t0 = time.perf_counter()
     n_planes = stack.data.shape[layout.axis]
     z_positions = None if stack.z_spacing is None else stack.z_spacing * np.arange(n_planes)
-    result = fuse_stack(stack.data, axis=axis, channel_axis=channel_axis,
-                        tile_size=args.tile_size, overlap=args.overlap, device=args.device,
-                        precision=args.precision, error_map=maps.get("error") is not None,
-                        unet_path=args.unet, z_positions=z_positions, align=args.align,
-                        match_gain=args.match_gain, progress=progress,
-                        **({"mode": args.mode} if args.mode else {}))
+    options = dict(axis=axis, channel_axis=channel_axis, tile_size=args.tile_size,
+                   overlap=args.overlap, device=args.device, precision=args.precision,
+                   unet_path=args.unet, z_positions=z_positions, align=args.align,
+                   match_gain=args.match_gain, **({"mode": args.mode} if args.mode else {}))
+    scheduler = getattr(args, "tile_scheduler", None)
+    where = {"pixel_size": stack.pixel_size, "unit": stack.unit}
+    if is_zarr_path(output):  # streamed to disk chunk by chunk, never whole in memory
+        meta = fuse_to_zarr(stack.data, output, maps=maps, **where,
+                            info={"inputs": stack.source}, scheduler=scheduler or "sync",
+                            **options)
+        elapsed = time.perf_counter() - t0
+        return elapsed, {**meta, "inputs": stack.source, "seconds": round(elapsed, 3)}
+    result = fuse_stack(stack.data, error_map=maps.get("error") is not None,
+                        progress=None if scheduler else progress,
+                        scheduler=scheduler or "sync", **options)
     elapsed = time.perf_counter() - t0
     meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
-    where = {"pixel_size": stack.pixel_size, "unit": stack.unit}
     outputs = [(output, result.image, {**where, "info": json.dumps({**meta, "output": "fused"})})]
     for name, path in maps.items():
         if path is None:
@@ -65,12 +73,29 @@ def _fuse_and_write(stack, args: argparse.Namespace, output: Path, maps: dict,
 
 
 def _fuse(args: argparse.Namespace) -> int:
-    from .io import StackFile, check_outputs, expand_inputs, read_stack
+    from .cluster import is_address
+    from .io import (
+        OutputPathError,
+        StackFile,
+        check_outputs,
+        expand_inputs,
+        is_zarr_path,
+        read_stack,
+    )
 
     maps = {name: getattr(args, f"{name}_map") for name in MAPS}
     _check_maps(args.mode, maps)
     if not args.sample and not args.inputs:
         raise StackError("Give input files or a folder, or --sample for the bundled sample stack.")
+    if args.tile_scheduler is not None and not is_address(args.tile_scheduler):
+        raise ValueError(f"--scheduler takes the address of a dask.distributed scheduler "
+                         f"(tcp://host:8786), not {args.tile_scheduler!r}.")
+    zarr_out = is_zarr_path(args.output)
+    odd = [f"--{k}-map {v}" for k, v in maps.items() if v is not None and is_zarr_path(v) !=
+           zarr_out]
+    if odd:
+        raise OutputPathError(f"{', '.join(odd)}: maps are written in the format of -o "
+                              f"{args.output} ({'.ome.zarr' if zarr_out else '.tif'}).")
     # Every output path is checked once, before any work.
     inputs = [] if args.sample else expand_inputs(args.inputs)
     check_outputs({"-o": args.output, **{f"--{k}-map": v for k, v in maps.items()}}, inputs)
@@ -79,8 +104,9 @@ def _fuse(args: argparse.Namespace) -> int:
 
         stack = StackFile(sample_stack(), "ZYXS", 0, 3, source=["synthetic sample (seed 0)"])
     else:
-        stack = read_stack(inputs, samples_as_planes=args.samples_as_planes)
-    report = None if args.quiet else _progress_printer(sys.stderr)
+        stack = read_stack(inputs, samples_as_planes=args.samples_as_planes, lazy=zarr_out)
+    report = None if args.quiet or zarr_out or args.tile_scheduler else \
+        _progress_printer(sys.stderr)
     elapsed, meta = _fuse_and_write(stack, args, args.output, maps, progress=report)
     if not args.quiet:
         shape = "x".join(map(str, stack.data.shape))
@@ -102,12 +128,19 @@ def _base_name(path: Path) -> str:
 
 
 def _complete(paths: list[Path]) -> bool:
-    """Every output is there and opens as a TIFF with at least one image (written atomically,
-    so a file there is a whole one unless something else wrote it)."""
+    """Every output is there and opens as a TIFF with at least one image, or is an OME-Zarr
+    store with its image array (written atomically, so one there is whole unless something
+    else wrote it)."""
     import tifffile
+
+    from .io import is_zarr_path
 
     try:
         for path in paths:
+            if is_zarr_path(path):
+                if not (path / "zarr.json").is_file() or not (path / "0" / "zarr.json").is_file():
+                    return False
+                continue
             with tifffile.TiffFile(path) as tif:
                 if not tif.series or 0 in tif.series[0].shape:
                     return False
@@ -126,7 +159,7 @@ def _batch_job(given: str, output: Path, maps: dict, args: argparse.Namespace
     try:
         inputs = expand_inputs([given])
         check_outputs({"output": output, **{f"{m} map": p for m, p in maps.items()}}, inputs)
-        stack = read_stack(inputs, samples_as_planes=args.samples_as_planes)
+        stack = read_stack(inputs, samples_as_planes=args.samples_as_planes, lazy=args.zarr)
         elapsed, _meta = _fuse_and_write(stack, args, output, maps)
     except USER_ERRORS as exc:
         return "user", _one_line(exc)
@@ -184,8 +217,9 @@ def _batch(args: argparse.Namespace) -> int:
                                   f"{out_dir / (name + '.tif')}; rename one or fuse them in "
                                   f"separate batches.")
         seen[key] = given
-        maps = {m: (out_dir / f"{name}_{m}.tif" if m in wanted else None) for m in MAPS}
-        jobs.append((given, name, out_dir / f"{name}.tif", maps))
+        ext = ".ome.zarr" if args.zarr else ".tif"
+        maps = {m: (out_dir / f"{name}_{m}{ext}" if m in wanted else None) for m in MAPS}
+        jobs.append((given, name, out_dir / f"{name}{ext}", maps))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     n = len(jobs)
@@ -355,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     fuse = sub.add_parser("fuse", help="fuse a focus stack into one all-in-focus TIFF")
     fuse.add_argument("inputs", nargs="*", help="a multi-page TIFF/OME-TIFF, a folder of "
                       "planes, or several plane files in focus order")
-    fuse.add_argument("-o", "--output", required=True, type=Path, help="fused image (.tif)")
+    fuse.add_argument("-o", "--output", required=True, type=Path,
+                      help="fused image: .tif, or a .ome.zarr store (written chunk by chunk, "
+                      "the stack read lazily: for planes larger than memory; needs the "
+                      "distributed extra); maps in the same format")
     fuse.add_argument("--error-map", type=Path,
                       help="also write the error map (pixel mode: departure from the planes; "
                       "latent mode: VAE reconstruction error)")
@@ -365,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--fill-map", type=Path, help="also write the fill map (1 where content "
                       "was synthesised, 0 where it is the planes' own pixels)")
     fuse.add_argument("--sample", action="store_true", help="fuse the bundled synthetic stack")
+    fuse.add_argument("--scheduler", dest="tile_scheduler", metavar="ADDRESS",
+                      help="run the tiles on a dask.distributed cluster (tcp://host:8786; needs "
+                      "the distributed extra); no progress bar")
     _add_fuse_options(fuse)
     fuse.set_defaults(func=_fuse)
 
@@ -381,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the stacks on a dask.distributed cluster (tcp://host:8786; "
                        "needs the distributed extra), one task per stack; inputs and --out-dir "
                        "must be on a file system the workers share")
+    batch.add_argument("--zarr", action="store_true", help="write NAME.ome.zarr stores "
+                       "(chunk by chunk, stacks read lazily) instead of TIFFs")
     batch.add_argument("--overwrite", action="store_true", help="fuse again the stacks whose "
                        "outputs exist (default: skip them)")
     _add_fuse_options(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -14,6 +15,11 @@ import numpy as np
 from .engine.stack import StackError, stack_planes
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def is_zarr_path(path: str | os.PathLike) -> bool:
+    """True for an output written as OME-Zarr (a folder named *.zarr, e.g. fused.ome.zarr)."""
+    return Path(path).suffix.lower() == ".zarr"
 
 
 @dataclass
@@ -86,18 +92,76 @@ def _tiff_resolution(tif) -> tuple[tuple[float, float] | None, str | None, float
     return None, None, None
 
 
-def read_tiff(path: Path, *, samples_as_planes: bool = False) -> StackFile:
+#: Y/X size of the chunks of a lazily read TIFF (one plane and channel per chunk otherwise).
+LAZY_CHUNK = 1024
+
+
+class TiffPixels:
+    """The pixels of a TIFF's first series (its full-resolution level), read region by region
+    when indexed: a lazy source for `dask.array.from_array` that pickles as its path, so each
+    dask worker opens the file and reads only its chunks. Uncompressed series are
+    memory-mapped; compressed (tiled) ones go through tifffile's Zarr interface (needs zarr).
+    Tokenized by path, size and modification time."""
+
+    def __init__(self, path: str | os.PathLike):
+        import tifffile
+
+        self.path = str(Path(path).resolve())
+        with tifffile.TiffFile(self.path) as tif:
+            series = tif.series[0]
+            self.shape = tuple(series.shape)
+            self.dtype = np.dtype(series.dtype)
+            self.axes = series.axes
+            self.contiguous = series.dataoffset is not None
+        self.ndim = len(self.shape)
+        if not self.contiguous:
+            try:
+                import zarr  # noqa: F401
+            except ImportError:
+                raise StackError(f"{path} is compressed: reading it lazily needs zarr (pip "
+                                 f"install 'napari-vaeedof[distributed]').") from None
+        st = os.stat(self.path)
+        self._stamp = (st.st_size, st.st_mtime_ns)
+
+    def __dask_tokenize__(self):
+        return ("TiffPixels", self.path, self._stamp)
+
+    def __getitem__(self, key) -> np.ndarray:
+        import tifffile
+
+        if self.contiguous:
+            return np.array(tifffile.memmap(self.path, series=0, mode="r")[key])
+        import zarr
+
+        with tifffile.imread(self.path, aszarr=True, series=0, level=0) as store:
+            return np.asarray(zarr.open_array(store, mode="r")[key])
+
+    def to_dask(self):
+        """A dask array of the series: chunks of one index along every axis but Y, X (up to
+        `LAZY_CHUNK`) and samples (whole)."""
+        import dask.array as da
+
+        chunks = tuple(min(n, LAZY_CHUNK) if a in "YX" else n if a == "S" else 1
+                       for a, n in zip(self.axes, self.shape, strict=True))
+        return da.from_array(self, chunks=chunks, asarray=False, fancy=False)
+
+
+def read_tiff(path: Path, *, samples_as_planes: bool = False, lazy: bool = False) -> StackFile:
     """A TIFF's first series as a stack; ``samples_as_planes``: a file without a focus axis
     whose samples or channels (axes SYX, CYX) are planes, as tifffile writes a (3, Y, X)
     array by default.
 
     An uncompressed, contiguous series is memory-mapped read-only (pixels are read when a tile
-    needs them, the file can never be written through it); a compressed one is read whole."""
+    needs them, the file can never be written through it); a compressed one is read whole.
+    ``lazy``: a dask array that reads chunks when computed (`TiffPixels`), for stacks larger
+    than memory and for dask workers that read their own tiles."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        if series.dataoffset is None:
+        if lazy:
+            data = TiffPixels(path).to_dask()
+        elif series.dataoffset is None:
             _check_fits_in_memory(path, series.shape, series.dtype)
             data = series.asarray()
         else:
@@ -142,17 +206,20 @@ def _check_fits_in_memory(path: Path, shape, dtype) -> None:
 
 
 def read_stack(paths: list[str | os.PathLike] | str | os.PathLike, *,
-               samples_as_planes: bool = False) -> StackFile:
+               samples_as_planes: bool = False, lazy: bool = False) -> StackFile:
     """One multi-page TIFF/OME-TIFF, a folder of planes, or several plane files -> a stack.
 
     Planes (files of a folder, or several files) are each one 2-D image, grayscale or RGB(A):
-    TIFF, PNG, JPEG or BMP. ``samples_as_planes``: see `read_tiff` (one TIFF only).
+    TIFF, PNG, JPEG or BMP. ``samples_as_planes``: see `read_tiff` (one TIFF only). ``lazy``:
+    one TIFF file comes back as a dask array read chunk by chunk (`read_tiff`); planes from
+    several files are read as usual.
     """
     files = expand_inputs([paths] if isinstance(paths, str | os.PathLike) else list(paths))
     if len(files) == 1:
         if files[0].suffix.lower() not in (".tif", ".tiff"):
             raise StackError(f"{files[0]} is a single image; give several planes or a TIFF stack.")
-        return _guard(lambda f: read_tiff(f, samples_as_planes=samples_as_planes), files[0])
+        return _guard(lambda f: read_tiff(f, samples_as_planes=samples_as_planes, lazy=lazy),
+                      files[0])
     if samples_as_planes:
         raise StackError("--samples-as-planes is for one TIFF file; several files are planes "
                          "already.")
@@ -241,10 +308,14 @@ def check_outputs(outputs: dict[str, str | os.PathLike | None],
             continue
         path = Path(path)
         where = f"{label} {path}"
-        if path.is_dir():
+        if is_zarr_path(path):
+            if path.exists() and not (path / "zarr.json").is_file():
+                raise OutputPathError(f"{where} exists and is not a Zarr store; remove it or "
+                                      f"give another name (a Zarr output replaces the store).")
+        elif path.is_dir():
             raise OutputPathError(f"{where} is a folder; give a file name, e.g. "
                                   f"{path / 'fused.tif'}.")
-        if path.exists() and not path.is_file():
+        if path.exists() and not path.is_file() and not is_zarr_path(path):
             raise OutputPathError(f"{where} is not a regular file (a device or a pipe); outputs "
                                   f"are written beside their target and then moved into place, "
                                   f"so give a file name.")
@@ -364,3 +435,93 @@ def _write_tiff_file(tmp: str, image: np.ndarray, *, pixel_size=None, unit: str 
         meta = {"unit": unit, "info": info}
         tifffile.imwrite(tmp, image, photometric="rgb" if rgb else "minisblack",
                          metadata={k: v for k, v in meta.items() if v}, **kwargs)
+
+
+#: OME-Zarr (NGFF) wants UDUNITS names for space units.
+_NGFF_UNITS = {"µm": "micrometer", "um": "micrometer", "micron": "micrometer",
+               "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
+               "inch": "inch"}  # fmt: skip
+
+
+def _ngff_attrs(name: str, ndim: int, pixel_size, unit: str | None, info: str | None) -> dict:
+    """Root attributes of a single-scale OME-Zarr 0.5 image with axes (c,) y, x."""
+    space_unit = _NGFF_UNITS.get(unit or "")
+    space = [{"name": a, "type": "space", **({"unit": space_unit} if space_unit else {})}
+             for a in "yx"]
+    axes = ([{"name": "c", "type": "channel"}] if ndim == 3 else []) + space
+    scale = [1.0] * (ndim - 2) + (list(map(float, pixel_size)) if pixel_size else [1.0, 1.0])
+    ms = {"name": name, "axes": axes,
+          "datasets": [{"path": "0",
+                        "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}
+    attrs = {"ome": {"version": "0.5", "multiscales": [ms]}}
+    if info:
+        attrs["napari_vaeedof"] = json.loads(info)
+    return attrs
+
+
+def write_ome_zarrs(outputs, *, chunk: int = 1024, scheduler="threads") -> list[Path]:
+    """Write dask arrays as OME-Zarr 0.5 images, all or nothing, without holding them in memory.
+
+    ``outputs`` is [(path, array, {pixel_size, unit, info})], each array (Y, X) or (C, Y, X)
+    (numpy or dask). All are computed in one pass (``scheduler``: a dask scheduler name or a
+    distributed client; shared work is done once) into stores beside their targets, chunks of
+    `chunk` px, then moved into place; an existing store at a target is replaced only when all
+    are written. ``info`` (JSON text) is kept in the root attributes under "napari_vaeedof".
+    """
+    import shutil
+
+    import dask.array as da
+    import zarr
+
+    staged: list[tuple[Path, Path]] = []
+    try:
+        sources, targets = [], []
+        for path, array, meta in outputs:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            staged.append((tmp, path))
+            array = da.asarray(array)
+            chunks = (*array.shape[:-2], chunk, chunk)
+            group = zarr.open_group(tmp, mode="w", zarr_format=3)
+            group.attrs.update(_ngff_attrs(path.name.split(".")[0] or path.name, array.ndim,
+                                           meta.get("pixel_size"),
+                                           meta.get("unit"), meta.get("info")))
+            target = group.create_array("0", shape=array.shape, dtype=array.dtype,
+                                        chunks=chunks, fill_value=0,
+                                        dimension_names=["c", "y", "x"][3 - array.ndim:])
+            sources.append(array.rechunk(chunks))
+            targets.append(target)
+        da.store(sources, targets, lock=False, scheduler=scheduler)
+        _move_dirs(staged)
+        staged = []
+    finally:
+        for tmp, _ in staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [Path(p) for p, _a, _m in outputs]
+
+
+def _move_dirs(staged: list[tuple[Path, Path]]) -> None:
+    """Move staged folders into place; existing targets are set aside and restored if any move
+    fails, removed once all succeeded."""
+    import shutil
+
+    done: list[tuple[Path, Path | None]] = []
+    try:
+        for tmp, path in staged:
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.{os.urandom(4).hex()}.old")
+                os.replace(path, old)
+            done.append((path, old))
+            os.replace(tmp, path)
+    except BaseException:
+        for path, old in reversed(done):
+            if old is not None:
+                if path.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                os.replace(old, path)
+        raise
+    for _, old in done:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
