@@ -5,7 +5,7 @@ whose float32 working set is larger than a worker's memory fused into OME-Zarr.
    (512) px written as TIFFs, fused by ``napari-vaeedof batch`` in this process (no cluster,
    torch on all cores) and with ``--scheduler`` on a LocalCluster of 1 and of 2 worker processes
    (one thread each; dask sets OMP_NUM_THREADS=1 in workers); wall time of the command, cluster
-   start-up not included, the workers warmed (models loaded) by one 128 px stack first.
+   start-up and model loading not included.
 2. Big: ``--big-planes`` (3) RGB planes of ``--big`` (8192) px, an uncompressed TIFF read
    lazily, fused with ``fuse_to_zarr`` on a LocalCluster of 2 workers with ``--worker-memory``
    (2 GiB) each; the workers' RSS is sampled every second, and their process ids before and after
@@ -58,18 +58,25 @@ def _batch(paths: list[Path], out: Path, scheduler: str | None) -> float:
     return time.perf_counter() - t0
 
 
+def _load_models() -> None:
+    from napari_vaeedof.engine.runtime import load_models
+
+    load_models()
+
+
 def run_batch(work: Path, n: int, planes: int, size: int) -> dict:
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     paths = _stacks(work, n, planes, size)
-    warm = _stacks(work / "warm", 2, 3, 128)
+    warm = _stacks(work / "warm", 1, 3, 128)
     rows = {"stacks": n, "planes": planes, "size": size}
-    _batch(warm[:1], work / "out_warm", None)  # this process's models
+    _batch(warm, work / "out_warm", None)  # this process's models
     rows["local (no cluster)"] = _batch(paths, work / "out_local", None)
     for workers in (1, 2):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address=None) as cluster:
-            _batch(warm * workers, work / "out_warm", cluster.scheduler_address)
+            with Client(cluster.scheduler_address) as client:  # every worker's models
+                client.run(_load_models)
             rows[f"{workers} worker(s)"] = _batch(paths, work / f"out_{workers}",
                                                   cluster.scheduler_address)
         print(f"batch on {workers} worker(s): {rows[f'{workers} worker(s)']:.1f} s", flush=True)

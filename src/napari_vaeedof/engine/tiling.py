@@ -120,7 +120,9 @@ def segments(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return list(itertools.pairwise(edges))
 
 
-def _blend(tiles: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+def _blend(tiles: list[np.ndarray], ramps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    # The 2-D weights are built here from their 1-D ramps: the graph stays O(H + W), not O(H W).
+    weights = [np.outer(ry, rx) for ry, rx in ramps]
     acc = sum(t * w[..., None] for t, w in zip(tiles, weights, strict=True))
     total = sum(weights)
     return (acc / total[..., None]).astype(np.float32)
@@ -147,7 +149,7 @@ def assemble(tiles: Sequence, grid: TileGrid, channels: int) -> da.Array:
                         continue
                     region = (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
                     keys.append((_crop, tiles[i * len(grid.xs) + j].key, region))
-                    weights.append(np.outer(ramps_y[i][region[0]], ramps_x[j][region[1]]))
+                    weights.append((ramps_y[i][region[0]], ramps_x[j][region[1]]))
             dsk[(name, a, b, 0)] = (_blend, keys, weights)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=tiles)
     chunks = (
