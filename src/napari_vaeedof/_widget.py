@@ -105,6 +105,18 @@ class FusionWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = getattr(viewer, "__wrapped__", viewer)
+        self._init_state()
+        self._build_inputs()
+        self._build_options()
+        self._build_outputs()
+        self._build_run()
+        super().__init__(widgets=self._layout(), labels=True)
+        self._connect()
+        self._on_layer()
+
+    # ---- construction --------------------------------------------------------------------
+    def _init_state(self) -> None:
+        """The run's state: worker, outputs, progress, cancel, clock."""
         self.worker: FunctionWorker | None = None
         self.outputs: list = []  # the layers the last run added or replaced
         self.last_progress: FusionProgress | None = None
@@ -119,6 +131,9 @@ class FusionWidget(Container):
         self._clock.setInterval(1000)
         self._clock.timeout.connect(self._show_status)
 
+
+    def _build_inputs(self) -> None:
+        """Which layers are fused: one stack layer and its focus axis, or 2-D layers."""
         self.input_mode = RadioButtons(
             choices=[ONE_LAYER, SEVERAL_LAYERS],
             value=ONE_LAYER,
@@ -141,6 +156,9 @@ class FusionWidget(Container):
             tooltip="2-D layers taken as planes, in layer-list order "
             "(ctrl/shift-click to select several).",
         )
+
+    def _build_options(self) -> None:
+        """How: device, tiles, precision, mode and alignment."""
         self.device = ComboBox(
             choices=["auto", *available_devices()],
             value="auto",
@@ -198,6 +216,9 @@ class FusionWidget(Container):
             "are aligned (motorised microscope). translation: drift. similarity: drift and "
             "focus breathing (scale, rotation; handheld or macro stacks). affine: also shear.",
         )
+
+    def _build_outputs(self) -> None:
+        """Which layers to add: the fused image and the maps."""
         self.out_fused = CheckBox(value=True, text="fused image")
         self.out_error = CheckBox(
             value=True,
@@ -218,45 +239,51 @@ class FusionWidget(Container):
             tooltip="Where no plane held the content and it was synthesised by the latent "
             "fusion (1), or taken from the planes' own pixels (0) (pixel-faithful mode).",
         )
+
+    def _build_run(self) -> None:
+        """Fuse and Cancel, the progress bar and the status line."""
         self.fuse_button = PushButton(text="Fuse")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS, label="Progress")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
-        super().__init__(
-            widgets=[
-                self.input_mode,
-                self.layer,
-                self.focus_axis,
-                self.planes,
-                self.device,
-                Container(
-                    widgets=[self.auto_tile, self.tile_size],
-                    layout="horizontal",
-                    labels=False,
-                    label="Tile size (px)",
-                ),
-                self.overlap,
-                self.precision,
-                self.mode,
-                self.align,
-                Container(
-                    widgets=[self.out_fused, self.out_error, self.out_depth, self.out_fill],
-                    layout="horizontal",
-                    labels=False,
-                    label="Outputs",
-                ),
-                Container(
-                    widgets=[self.fuse_button, self.cancel_button],
-                    layout="horizontal",
-                    labels=False,
-                    label="",
-                ),
-                self.progress,
-                self.status,
-            ],
-            labels=True,
-        )
+
+    def _layout(self) -> list:
+        """The widgets top to bottom, related ones side by side."""
+        return [
+            self.input_mode,
+            self.layer,
+            self.focus_axis,
+            self.planes,
+            self.device,
+            Container(
+                widgets=[self.auto_tile, self.tile_size],
+                layout="horizontal",
+                labels=False,
+                label="Tile size (px)",
+            ),
+            self.overlap,
+            self.precision,
+            self.mode,
+            self.align,
+            Container(
+                widgets=[self.out_fused, self.out_error, self.out_depth, self.out_fill],
+                layout="horizontal",
+                labels=False,
+                label="Outputs",
+            ),
+            Container(
+                widgets=[self.fuse_button, self.cancel_button],
+                layout="horizontal",
+                labels=False,
+                label="",
+            ),
+            self.progress,
+            self.status,
+        ]
+
+    def _connect(self) -> None:
+        """Widget changes and the viewer's layer list drive the choices."""
         self.input_mode.changed.connect(self._on_mode)
         self.layer.changed.connect(self._on_layer)
         self.tile_size.changed.connect(self._on_tile)
@@ -271,7 +298,6 @@ class FusionWidget(Container):
         events.inserted.connect(self._watch_layer)
         for layer in self.viewer.layers:
             layer.events.name.connect(self._refresh)
-        self._on_layer()
 
     # ---- choices ---------------------------------------------------------------------------
     def _images(self) -> list:
