@@ -241,11 +241,12 @@ def test_another_selection_head_is_used_and_recorded(tmp_path):
 
 def _tile_keys(stack, **options) -> set[str]:
     from napari_vaeedof import api
+    from napari_vaeedof.engine.options import FusionOptions
 
-    kwargs = dict(axis=0, channel_axis=None, rgb=None, tile_size=64, overlap=16, device="cpu",
-                  precision="float32", error_map=True, batch_size=None, unet_path=None,
-                  mode="pixel", z_positions=None)
-    return {t.key for t in api._plan(stack, **{**kwargs, **options}).tiles}
+    opts = FusionOptions(**{**dict(tile_size=64, overlap=16, device="cpu",
+                                   precision="float32"), **options})
+    plan = api._plan(stack, opts, axis=0, channel_axis=None, rgb=None, z_positions=None)
+    return {t.key for t in plan.tiles}
 
 
 def test_tile_keys_come_from_the_data_and_the_options():
@@ -297,6 +298,6 @@ def test_fuse_to_zarr_refuses_maps_the_mode_has_not(tmp_path, random_unet):
     with pytest.raises(ValueError, match="gives no depth map"):
         fuse_to_zarr(planes, tmp_path / "f.ome.zarr", maps={"depth": tmp_path / "d.ome.zarr"},
                      mode="latent", unet_path=random_unet)
-    with pytest.raises(TypeError, match="unknown options"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument .tile."):
         fuse_to_zarr(planes, tmp_path / "f.ome.zarr", tile=64)
     assert list(tmp_path.iterdir()) == []

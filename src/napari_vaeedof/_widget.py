@@ -27,15 +27,13 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _layers
 from .api import FusionCancelled, FusionProgress, format_seconds, fuse_stack
-from .engine.align import ALIGNMENTS
-from .engine.fusion import DEFAULT_MODE
+from .engine.options import ALIGNMENTS, DEFAULT_MODE, PRECISIONS, FusionOptions
 from .engine.runtime import available_devices
 from .engine.tiling import MAX_AUTO_TILE
 from .errors import expected_errors
 
 ONE_LAYER = "One stack layer"
 SEVERAL_LAYERS = "Several 2-D layers"
-PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 #: What the tile size spin box shows when "auto" is unticked at first.
 MANUAL_TILE = 512
 #: Resolution of the progress bar (it shows per cent).
@@ -63,12 +61,13 @@ CANCELLED = "cancelled"
 
 
 @thread_worker(start_thread=False)
-def _fusion_job(inp: _layers.FusionInput, options: dict, outputs: tuple[str, ...], progress):
+def _fusion_job(inp: _layers.FusionInput, options: FusionOptions, outputs: tuple[str, ...],
+                progress):
     """Worker body: the fusion, ``progress`` called at every step (it raises FusionCancelled
     after Cancel); returns layer-data tuples, CANCELLED or a Failure."""
     try:
-        result = fuse_stack(inp.stack, **inp.engine_kwargs, error_map="error" in outputs,
-                            progress=progress, **options)
+        result = fuse_stack(inp.stack, **inp.engine_kwargs, progress=progress,
+                            **options.kwargs())
         return _layers.output_layer_data(inp, result, outputs)
     except FusionCancelled:
         return CANCELLED
@@ -364,6 +363,14 @@ class FusionWidget(Container):
         chosen.sort(key=lambda layer: order.get(id(_layers._unwrap(layer)), len(order)))
         return _layers.fusion_input(chosen)
 
+    def fusion_options(self, *, error_map: bool = True) -> FusionOptions:
+        """The `FusionOptions` the widget's controls say (checked)."""
+        auto = self.auto_tile.value
+        return FusionOptions(tile_size=None if auto else int(self.tile_size.value),
+                             overlap=None if auto else int(self.overlap.value),
+                             device=self.device.value, precision=self.precision.value,
+                             mode=self.mode.value, align=self.align.value, error_map=error_map)
+
     def fuse(self, _value=None) -> FunctionWorker | None:
         """Start the fusion (what the Fuse button does); returns the started worker."""
         if self.worker is not None:
@@ -374,18 +381,10 @@ class FusionWidget(Container):
                 raise ValueError("Tick at least one output (fused image, error map, depth or "
                                  "fill map).")
             inp = self.selected_input()
+            options = self.fusion_options(error_map="error" in outputs)
         except ValueError as exc:
             show_error(str(exc))
             return None
-        auto = self.auto_tile.value
-        options = {
-            "tile_size": None if auto else int(self.tile_size.value),
-            "overlap": None if auto else int(self.overlap.value),
-            "device": self.device.value,
-            "precision": self.precision.value,
-            "mode": self.mode.value,
-            "align": self.align.value,
-        }
         self._cancel.clear()
         self._cancel_pressed = self.last_progress = None
         worker = _fusion_job(inp, options, outputs, self._report)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -18,16 +17,15 @@ from dask.base import tokenize
 
 from . import __version__
 from .cluster import check_scheduler, connect
-from .engine.align import ALIGNMENTS, align_planes, check_model
+from .engine.align import align_planes
 from .engine.fusion import (
-    DEFAULT_MODE,
     GROUP,
-    MODES,
     Models,
     check_mode,
     output_maps,
     unet_calls,
 )
+from .engine.options import DEFAULT_MODE, MULTIPLE, FusionOptions
 from .engine.runtime import (
     ModelSpec,
     available_devices,
@@ -337,12 +335,9 @@ def _check_memory(shape, layout: StackLayout, n_maps: int, tile_size: int, overl
         f"crop or fewer channels, or turn maps off (error_map=False, mode='latent').")
 
 
-def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
-          tile_size: int | None, overlap: int | None, device: str, precision: str,
-          error_map: bool, batch_size: int | None, unet_path: str | os.PathLike | None,
-          mode: str, z_positions, selection_path: str | os.PathLike | None = None,
-          align: str = "none", match_gain: bool = False,
-          step: Callable[[str, int], None] | None = None, streaming: bool = False) -> _Plan:
+def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
+          rgb: bool | None, z_positions, step: Callable[[str, int], None] | None = None,
+          streaming: bool = False) -> _Plan:
     if isinstance(stack, str | os.PathLike):
         raise StackError(f"fuse_stack takes pixels, not a file name ({stack}); read the file "
                          f"first: napari_vaeedof.io.read_stack(path).data")
@@ -354,20 +349,10 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
         stack = np.asarray(stack)
     layout = resolve_layout(stack.shape, stack.dtype, axis=axis, channel_axis=channel_axis,
                             rgb=rgb)
-    if tile_size is not None:
-        tile_size = check_integer(tile_size, "tile_size")
-        if tile_size < 64 or tile_size % 32:
-            raise ValueError(f"tile_size must be a multiple of 32 and at least 64, got "
-                             f"{tile_size}")
-    if overlap is not None:
-        overlap = check_integer(overlap, "overlap")
-    if batch_size is not None:
-        batch_size = check_integer(batch_size, "batch_size", minimum=1)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    check_model(align, ALIGNMENTS, what="align")
-    if not isinstance(match_gain, bool | np.bool_):
-        raise ValueError(f"match_gain must be True or False, got {match_gain!r}")
+    tile_size, overlap, batch_size = opts.tile_size, opts.overlap, opts.batch_size
+    device, precision, mode, error_map = opts.device, opts.precision, opts.mode, opts.error_map
+    unet_path, selection_path = opts.unet_path, opts.selection_path
+    align, match_gain = opts.align, opts.match_gain
     _check_device(device)
     _check_unet_file(unet_path)
     _warn_slow_precision(device, precision)
@@ -380,7 +365,7 @@ def _plan(stack, *, axis: int, channel_axis: int | None, rgb: bool | None,
     device_type = resolve_device(device).type
     # Before any work (the automatic tile size alone takes seconds on a huge plane); with the
     # largest tile the automatic choice can make.
-    guess = tile_size or min(MAX_AUTO_TILE, -(-max(height, width) // 32) * 32)
+    guess = tile_size or min(MAX_AUTO_TILE, -(-max(height, width) // MULTIPLE) * MULTIPLE)
     _check_memory(x.shape, layout, len(output_maps(mode, error_map)), guess,
                   guess // 4 if overlap is None else min(overlap, guess // 2),
                   batch_size or default_batch(min(guess, height) * min(guess, width),
@@ -544,11 +529,12 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     returned and what is raised are those of `fuse_stack`.
     """
     tracker = _Tracker(progress) if progress is not None else None
-    plan = _plan(stack, axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
-                 overlap=overlap, device=device, precision=precision, error_map=error_map,
-                 batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
-                 mode=mode, z_positions=z_positions, align=align, match_gain=match_gain,
-                 step=tracker.step if tracker else None)
+    opts = FusionOptions(tile_size=tile_size, overlap=overlap, device=device,
+                         precision=precision, error_map=error_map, batch_size=batch_size,
+                         unet_path=unet_path, selection_path=selection_path, mode=mode,
+                         align=align, match_gain=match_gain)
+    plan = _plan(stack, opts, axis=axis, channel_axis=channel_axis, rgb=rgb,
+                 z_positions=z_positions, step=tracker.step if tracker else None)
     done = []
     if tracker:
         tracker.begin(plan)
@@ -578,6 +564,10 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     ``progress(FusionProgress)`` is called when the work starts, after each encoder batch, U-Net
     call and error-map decoder batch within a tile (every few seconds on a CPU), and after each
     tile; raising `FusionCancelled` in it stops the fusion.
+
+    The options from ``tile_size`` to ``match_gain`` make one `engine.options.FusionOptions`
+    record, which owns their allowed values, defaults and checks (the CLI and the widget build
+    the same record): a bad value is refused before any work.
 
     Parameters
     ----------
@@ -638,19 +628,20 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     >>> result.image.shape
     (128, 128, 3)
     """
-    kwargs = dict(axis=axis, channel_axis=channel_axis, rgb=rgb, tile_size=tile_size,
-                  overlap=overlap, device=device, precision=precision, error_map=error_map,
-                  batch_size=batch_size, unet_path=unet_path, selection_path=selection_path,
-                  mode=mode, z_positions=z_positions, align=align, match_gain=match_gain)
+    opts = FusionOptions(tile_size=tile_size, overlap=overlap, device=device,
+                         precision=precision, error_map=error_map, batch_size=batch_size,
+                         unet_path=unet_path, selection_path=selection_path, mode=mode,
+                         align=align, match_gain=match_gain)
+    where = dict(axis=axis, channel_axis=channel_axis, rgb=rgb, z_positions=z_positions)
     if progress is not None:
-        gen = iter_fuse_stack(stack, **kwargs, progress=progress)
+        gen = iter_fuse_stack(stack, **where, **opts.kwargs(), progress=progress)
         try:
             while True:
                 next(gen)
         except StopIteration as stop:
             return stop.value
     check_scheduler(scheduler)
-    plan = _plan(stack, **kwargs)
+    plan = _plan(stack, opts, **where)
     with connect(scheduler) as where:
         fused = assemble(plan.tiles, plan.grid, plan.n_out).compute(scheduler=where)
     return _finish(plan, fused)
@@ -660,7 +651,8 @@ def _block_output(block: np.ndarray, outputs: _Outputs, name: str) -> np.ndarray
     return outputs.arrays(block)[name]
 
 
-def fuse_to_zarr(stack, path: str | os.PathLike, *,
+def fuse_to_zarr(stack, path: str | os.PathLike, *, axis: int = 0,
+                 channel_axis: int | None = None, rgb: bool | None = None, z_positions=None,
                  maps: dict[str, str | os.PathLike | None] | None = None,
                  pixel_size: tuple[float, float] | None = None, unit: str | None = None,
                  info: dict | None = None, chunk: int = 1024, scheduler="sync",
@@ -672,6 +664,7 @@ def fuse_to_zarr(stack, path: str | os.PathLike, *,
     Parameters
     ----------
     stack : what `fuse_stack` takes; a dask array is read chunk by chunk where the tiles run.
+    axis, channel_axis, rgb, z_positions : as in `fuse_stack`.
     path : the fused image's store, a folder named ``*.zarr`` (e.g. ``fused.ome.zarr``):
         OME-Zarr 0.5, one resolution level, axes (c,) y, x, the input's dtype. An existing
         store there is replaced once every output is written.
@@ -685,8 +678,8 @@ def fuse_to_zarr(stack, path: str | os.PathLike, *,
     scheduler : as in `fuse_stack` ('sync' by default; a ``distributed.Client`` or an
         address: the workers compute and write the chunks, so `path` must be on a file system
         they share).
-    **options : the other keyword options of `fuse_stack` (``mode``, ``tile_size``,
-        ``device``, ``align``, ...), not ``progress`` or ``error_map``.
+    **options : the `FusionOptions` (``mode``, ``tile_size``, ``device``, ``align``, ...)
+        but ``error_map`` (asked for with `maps`).
 
     Returns
     -------
@@ -700,23 +693,18 @@ def fuse_to_zarr(stack, path: str | os.PathLike, *,
     """
     from .io import write_ome_zarrs
 
-    if "progress" in options or "error_map" in options:
-        raise TypeError("fuse_to_zarr takes no progress or error_map (ask for the error map "
-                        "with maps={'error': path}).")
+    if "error_map" in options:
+        raise TypeError("fuse_to_zarr takes no error_map; ask for the error map with "
+                        "maps={'error': path}.")
     maps = {k: v for k, v in (maps or {}).items() if v is not None}
     unknown = sorted(set(maps) - {"error", "depth", "confidence", "fill"})
     if unknown:
         raise ValueError(f"maps can be error, depth, confidence and fill, not {unknown}")
     chunk = check_integer(chunk, "chunk", minimum=16)
     check_scheduler(scheduler)
-    defaults = {k: v.default for k, v in inspect.signature(fuse_stack).parameters.items()
-                if v.default is not inspect.Parameter.empty}
-    for k in ("scheduler", "progress", "error_map"):
-        defaults.pop(k)
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise TypeError(f"fuse_to_zarr got unknown options {unknown}")
-    plan = _plan(stack, **{**defaults, **options}, error_map="error" in maps, streaming=True)
+    opts = FusionOptions(**options, error_map="error" in maps)
+    plan = _plan(stack, opts, axis=axis, channel_axis=channel_axis, rgb=rgb,
+                 z_positions=z_positions, streaming=True)
     if set(maps) - set(plan.maps):
         missing = ", ".join(sorted(set(maps) - set(plan.maps)))
         raise ValueError(f"mode={plan.metadata['mode']!r} gives no {missing} map; depth, "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine.align import ALIGNMENTS
+from .engine.options import ALIGNMENTS, MODES, MULTIPLE, PRECISIONS
 from .engine.stack import StackError
 from .errors import USER_ERRORS, system_errors
 
@@ -24,6 +24,16 @@ def _check_maps(mode: str | None, maps: dict, s: str = "") -> None:
     if mode == "latent" and any(maps.get(k) for k in ("depth", "confidence", "fill")):
         raise StackError(f"--depth-map{s}, --confidence-map{s} and --fill-map{s} need "
                          f"--mode pixel.")
+
+
+def fusion_options(args: argparse.Namespace):
+    """The command's `FusionOptions` (checked: a bad value stops the command before any
+    work); the error map is decided by the maps asked for."""
+    from .engine.options import DEFAULT_MODE, FusionOptions
+
+    return FusionOptions(mode=args.mode or DEFAULT_MODE, tile_size=args.tile_size,
+                         overlap=args.overlap, device=args.device, precision=args.precision,
+                         unet_path=args.unet, align=args.align, match_gain=args.match_gain)
 
 
 def _fuse_and_write(stack, args: argparse.Namespace, output: Path, maps: dict,
@@ -42,21 +52,20 @@ def _fuse_and_write(stack, args: argparse.Namespace, output: Path, maps: dict,
     t0 = time.perf_counter()
     n_planes = stack.data.shape[layout.axis]
     z_positions = None if stack.z_spacing is None else stack.z_spacing * np.arange(n_planes)
-    options = dict(axis=axis, channel_axis=channel_axis, tile_size=args.tile_size,
-                   overlap=args.overlap, device=args.device, precision=args.precision,
-                   unet_path=args.unet, z_positions=z_positions, align=args.align,
-                   match_gain=args.match_gain, **({"mode": args.mode} if args.mode else {}))
+    options = fusion_options(args).kwargs()
+    del options["error_map"]  # from the maps asked for
+    placement = dict(axis=axis, channel_axis=channel_axis, z_positions=z_positions)
     scheduler = getattr(args, "tile_scheduler", None)
     where = {"pixel_size": stack.pixel_size, "unit": stack.unit}
     if is_zarr_path(output):  # streamed to disk chunk by chunk, never whole in memory
         meta = fuse_to_zarr(stack.data, output, maps=maps, **where,
                             info={"inputs": stack.source}, scheduler=scheduler or "sync",
-                            **options)
+                            **placement, **options)
         elapsed = time.perf_counter() - t0
         return elapsed, {**meta, "inputs": stack.source, "seconds": round(elapsed, 3)}
     result = fuse_stack(stack.data, error_map=maps.get("error") is not None,
                         progress=None if scheduler else progress,
-                        scheduler=scheduler or "sync", **options)
+                        scheduler=scheduler or "sync", **placement, **options)
     elapsed = time.perf_counter() - t0
     meta = {**result.metadata, "inputs": stack.source, "seconds": round(elapsed, 3)}
     outputs = [(output, result.image, {**where, "info": json.dumps({**meta, "output": "fused"})})]
@@ -85,6 +94,7 @@ def _fuse(args: argparse.Namespace) -> int:
 
     maps = {name: getattr(args, f"{name}_map") for name in MAPS}
     _check_maps(args.mode, maps)
+    fusion_options(args)
     if not args.sample and not args.inputs:
         raise StackError("Give input files or a folder, or --sample for the bundled sample stack.")
     if args.tile_scheduler is not None and not is_address(args.tile_scheduler):
@@ -201,6 +211,7 @@ def _batch(args: argparse.Namespace) -> int:
 
     wanted = [name for name in MAPS if getattr(args, f"{name}_maps")]
     _check_maps(args.mode, {name: True for name in wanted}, "s")
+    fusion_options(args)
     if args.scheduler is not None and not is_address(args.scheduler):
         raise ValueError(f"--scheduler takes the address of a dask.distributed scheduler "
                          f"(tcp://host:8786), not {args.scheduler!r}.")
@@ -355,7 +366,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
     """The options of one stack's fusion, shared by `fuse` and `batch`."""
-    parser.add_argument("--mode", choices=["pixel", "latent"],
+    parser.add_argument("--mode", choices=MODES,
                         help="pixel: the planes' own pixels where in focus, latent fusion where "
                         "no plane holds the content (the default); latent: the paper's pure "
                         "latent fusion")
@@ -364,12 +375,12 @@ def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-as-planes", action="store_true", help="a TIFF without a focus "
                         "axis whose samples are the planes (axes SYX: tifffile writes a (3, Y, X) "
                         "array so)")
-    parser.add_argument("--tile-size", type=int, help="tile side in px, a multiple of 32 "
+    parser.add_argument("--tile-size", type=int, help=f"tile side in px, a multiple of {MULTIPLE} "
                         "(default: from the plane size, up to 768: a plane that fits is one tile)")
     parser.add_argument("--overlap", type=int, help="tile overlap in px (default: tile/4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--precision", default="auto",
-                        choices=["auto", "float32", "float16", "bfloat16"])
+                        choices=PRECISIONS)
     parser.add_argument("--unet", type=Path,
                         help="Fusion U-Net weights (default: the shipped ones)")
     parser.add_argument("--align", choices=ALIGNMENTS, default="none",

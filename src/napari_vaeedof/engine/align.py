@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .options import ALIGNMENTS
 from .stack import luma, to_dtype
 
-MODELS = ("translation", "similarity", "affine")
-#: The values of ``align`` in `napari_vaeedof.fuse_stack`: no registration, or a model.
-ALIGNMENTS = ("none", *MODELS)
+MODELS = ALIGNMENTS[1:]  # the motion models ("none" is no registration)
 #: A neighbour pair's scale (each singular value of its linear part) must be within 1 +- this.
 MAX_SCALE_CHANGE = 0.1
 #: ... its rotation within +- this many degrees ...

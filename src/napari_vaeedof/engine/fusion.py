@@ -27,16 +27,10 @@ from .compose import (
     sharpness,
     sharpness_features,
 )
+from .options import DEFAULT_MODE, MODES, MULTIPLE
 from .stack import Normalization
 
 GROUP = 7
-#: "pixel": the planes' own pixels where a plane holds the content, the decoded latent fusion
-#: only where none does (the default: it wins the held-out evaluation, docs/model-card.md);
-#: "latent": the paper's pure latent fusion, every pixel decoded from the fused latent.
-MODES = ("pixel", "latent")
-DEFAULT_MODE = "pixel"
-#: Spatial multiple the models need: 8 for the VAE times 4 for the U-Net's two downsamplings.
-MULTIPLE = 32
 
 
 @dataclass(frozen=True)
