@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from napari_vaeedof.engine.fusion import (
+    TileChannels,
     fuse_latents,
     fuse_planes,
     group_levels,
@@ -112,3 +113,18 @@ def test_the_engine_imports_no_weight_registry():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("channels", "rgb", "mode", "error_map", "size"), [
+    (3, True, "pixel", True, 3 + 4), (2, False, "pixel", True, 2 + 2 * 4),
+    (1, False, "latent", True, 1 + 1), (4, False, "latent", False, 4)])
+def test_tile_channels_pack_and_split_are_inverse(channels, rgb, mode, error_map, size):
+    layout = TileChannels.of(channels, rgb, mode, error_map)
+    assert layout.size == size
+    image = torch.rand(channels, 5, 6)
+    maps = {name: torch.rand(layout.units, 5, 6) for name in layout.maps}
+    parts = layout.split(layout.pack(image, maps))
+    assert set(parts) == {"image", *layout.maps}
+    assert torch.equal(parts["image"], image.permute(1, 2, 0))
+    for name, m in maps.items():
+        assert torch.equal(parts[name], m.permute(1, 2, 0))

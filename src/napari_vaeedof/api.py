@@ -21,6 +21,7 @@ from .engine.align import align_planes
 from .engine.fusion import (
     GROUP,
     Models,
+    TileChannels,
     check_mode,
     output_maps,
     unet_calls,
@@ -129,7 +130,7 @@ class _Tracker:
         mode = plan.metadata["mode"]
         self.z = plan.metadata["n_planes"]
         self.groups = unet_calls(self.z)
-        self.units = 1 if plan.layout.mode == "rgb" else len(plan.lo)
+        self.units = plan.channels.units
         self.n_tiles = len(plan.tiles)
         per_plane, fixed = _COMPOSE_COST[mode]
         self.cost = {**_STEP_COST, "compose": per_plane * self.z + fixed}
@@ -218,12 +219,15 @@ class _Plan:
     layout: StackLayout
     grid: TileGrid
     tiles: list  # dask Delayed, one per tile
-    n_out: int
+    channels: TileChannels  # the tiles' (and the blended output's) channel layout
     lo: np.ndarray
     scale: np.ndarray
-    maps: tuple[str, ...]
     z_positions: np.ndarray
     metadata: dict
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        return self.channels.maps
 
 
 class FusionError(ValueError):
@@ -407,8 +411,6 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
                   error_map=error_map, batch=batch, progress=step,
                   dask_key_name=f"vaeedof-tile-{tokenize(token, y0, y1, x0, x1)}")
              for y0, y1, x0, x1 in grid.boxes]
-    maps = output_maps(mode, error_map)
-    units = 1 if layout.mode == "rgb" else channels
     metadata = {
         "method": METHOD_NAMES[mode],
         "mode": mode,
@@ -429,8 +431,9 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
         "weights_sha256": {k: v for k, v in models.hashes.items()
                            if mode == "pixel" or k != "selection_net"},  # the files used
     }
-    return _Plan(layout, grid, tiles, channels + units * len(maps), norm.lo, norm.scale, maps,
-                 positions, metadata)
+    return _Plan(layout, grid, tiles, TileChannels.of(channels, layout.mode == "rgb", mode,
+                                                      error_map),
+                 norm.lo, norm.scale, positions, metadata)
 
 
 def _check_finite(name: str, a: np.ndarray, lo: np.ndarray, scale: np.ndarray) -> None:
@@ -450,26 +453,22 @@ class _Outputs:
     dask task can carry it (the lazy outputs of `fuse_to_zarr`)."""
 
     layout: StackLayout
+    channels: TileChannels
     lo: np.ndarray
     scale: np.ndarray
-    maps: tuple[str, ...]
     z_positions: np.ndarray
 
-    def names(self) -> tuple[str, ...]:
-        return ("image", *self.maps)
-
     def arrays(self, fused: np.ndarray) -> dict[str, np.ndarray]:
-        """(h, w, n_out) blended float32 -> {"image": (h, w, C) in the input's dtype, each map:
-        (h, w, U) float32 (float64 error of a float64 stack)}; finiteness checked."""
+        """(h, w, channels.size) blended float32 -> {"image": (h, w, C) in the input's dtype,
+        each map: (h, w, U) float32 (float64 error of a float64 stack)}; finiteness checked."""
         layout, lo, scale = self.layout, self.lo, self.scale
-        n_img = len(lo)
-        image = fused[..., :n_img] * scale + lo
+        parts = self.channels.split(fused)
+        image = parts["image"] * scale + lo
         _check_finite("image", image, lo, scale)
-        units = 1 if layout.mode == "rgb" else n_img
         wide = layout.dtype.kind == "f" and layout.dtype.itemsize > 4
         out = {"image": to_dtype(image, layout.dtype)}
-        for k, name in enumerate(self.maps):
-            m = fused[..., n_img + k * units : n_img + (k + 1) * units]
+        for name in self.channels.maps:
+            m = parts[name]
             if name == "error":
                 m = m * (scale[:1] if layout.mode == "rgb" else scale)
             elif name == "depth":
@@ -492,7 +491,7 @@ class _Outputs:
 
 
 def _outputs(plan: _Plan) -> _Outputs:
-    return _Outputs(plan.layout, plan.lo, plan.scale, plan.maps, plan.z_positions)
+    return _Outputs(plan.layout, plan.channels, plan.lo, plan.scale, plan.z_positions)
 
 
 def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:
@@ -544,7 +543,7 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
         if tracker:
             tracker.tile_done()
         yield len(done), len(plan.tiles)
-    fused = assemble(done, plan.grid, plan.n_out).compute(scheduler="sync")
+    fused = assemble(done, plan.grid, plan.channels.size).compute(scheduler="sync")
     return _finish(plan, fused)
 
 
@@ -643,7 +642,7 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     check_scheduler(scheduler)
     plan = _plan(stack, opts, **where)
     with connect(scheduler) as where:
-        fused = assemble(plan.tiles, plan.grid, plan.n_out).compute(scheduler=where)
+        fused = assemble(plan.tiles, plan.grid, plan.channels.size).compute(scheduler=where)
     return _finish(plan, fused)
 
 
@@ -709,13 +708,12 @@ def fuse_to_zarr(stack, path: str | os.PathLike, *, axis: int = 0,
         missing = ", ".join(sorted(set(maps) - set(plan.maps)))
         raise ValueError(f"mode={plan.metadata['mode']!r} gives no {missing} map; depth, "
                          f"confidence and fill need mode='pixel'.")
-    fused = assemble(plan.tiles, plan.grid, plan.n_out)
+    fused = assemble(plan.tiles, plan.grid, plan.channels.size)
     outputs = _outputs(plan)
     meta = {**plan.metadata, **(info or {})}
     written = []
     for name, target in [("image", path), *maps.items()]:
-        c = len(plan.lo) if name == "image" else (1 if plan.layout.mode == "rgb" else
-                                                  len(plan.lo))
+        c = plan.channels.channels if name == "image" else plan.channels.units
         a = da.map_blocks(_block_output, fused, outputs, name, dtype=outputs.dtype(name),
                           chunks=(*fused.chunks[:2], (c,)))
         a = a[..., 0] if c == 1 else da.moveaxis(a, -1, 0)

@@ -126,6 +126,40 @@ def output_maps(mode: str, error_map: bool) -> tuple[str, ...]:
     return (("error",) if error_map else ()) + pixel
 
 
+@dataclass(frozen=True)
+class TileChannels:
+    """The channel layout of a tile's result (and of the blended output, which the tiles'
+    results are blended into channel by channel): the C normalised image channels, then for
+    each map of `maps` one channel per fusion unit (U units: 1 for RGB, else C, each channel
+    being fused on its own). The one owner of packing (`pack`, in `fuse_tile`) and unpacking
+    (`split`, in the API)."""
+
+    channels: int
+    units: int
+    maps: tuple[str, ...]
+
+    @classmethod
+    def of(cls, channels: int, rgb: bool, mode: str, error_map: bool) -> TileChannels:
+        return cls(channels, 1 if rgb else channels, output_maps(mode, error_map))
+
+    @property
+    def size(self) -> int:
+        """Channels of a tile's result."""
+        return self.channels + self.units * len(self.maps)
+
+    def pack(self, image: torch.Tensor, maps: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(C, h, w) image and {name: (U, h, w)} -> (h, w, size)."""
+        return torch.cat([image, *(maps[name] for name in self.maps)]).permute(1, 2, 0)
+
+    def split(self, a):
+        """(..., size) -> {"image": (..., C), name: (..., U)} (views)."""
+        c, u = self.channels, self.units
+        out = {"image": a[..., :c]}
+        for k, name in enumerate(self.maps):
+            out[name] = a[..., c + k * u : c + (k + 1) * u]
+        return out
+
+
 @torch.inference_mode()
 def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MODE,
                 error_map: bool = True, batch: int = 8,
@@ -186,11 +220,10 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
 def fuse_tile(tile: np.ndarray, norm: Normalization, rgb: bool, models: Models,
               *, mode: str = DEFAULT_MODE, error_map: bool = True, batch: int = 8,
               progress: Callable[[str, int], None] | None = None) -> np.ndarray:
-    """Raw (Z, h, w, C) tile and the stack's `Normalization` -> (h, w, C + U * len(output_maps))
-    float32: normalised fused
-    channels, then each map of `output_maps` for each of the U fusion units (U = 1 for RGB,
-    else C: each channel or RGB triple is fused as one unit). ``progress`` as in
-    `fuse_planes`, for each unit in turn."""
+    """Raw (Z, h, w, C) tile and the stack's `Normalization` -> (h, w, TileChannels.size)
+    float32, laid out by `TileChannels.of(C, rgb, mode, error_map)`: the normalised fused
+    channels, then each map for each fusion unit (an RGB triple, or one channel). ``progress``
+    as in `fuse_planes`, for each unit in turn."""
     raw = torch.from_numpy(norm.forward(tile)).permute(0, 3, 1, 2)  # (Z, C, h, w), unclipped
     t = raw.clamp(0, 1)
 
@@ -200,7 +233,8 @@ def fuse_tile(tile: np.ndarray, norm: Normalization, rgb: bool, models: Models,
     results = [fuse_planes(u, models, mode=mode, error_map=error_map, batch=batch, pixels=p,
                            progress=progress)
                for u, p in zip(as_units(t), as_units(raw), strict=True)]
-    images = [r["image"] if rgb else r["image"].mean(0, keepdim=True) for r in results]
-    maps = [r[name][None] for name in output_maps(mode, error_map) for r in results]
-    out = torch.cat(images + maps).permute(1, 2, 0)
-    return out.cpu().numpy().astype(np.float32)
+    layout = TileChannels.of(tile.shape[-1], rgb, mode, error_map)
+    image = torch.cat([r["image"] if rgb else r["image"].mean(0, keepdim=True)
+                       for r in results])
+    maps = {name: torch.stack([r[name] for r in results]) for name in layout.maps}
+    return layout.pack(image, maps).cpu().numpy().astype(np.float32)

@@ -40,11 +40,6 @@ class StackLayout:
     dtype: np.dtype
     alpha_dropped: bool = False
 
-    @property
-    def units(self) -> int:
-        """Channels per fusion unit: RGB is fused as one unit of 3, others one channel at a time."""
-        return 3 if self.mode == "rgb" else 1
-
     def output_axes(self) -> tuple[int, ...]:
         """Positions of (Y, X, C) in the fused output, which drops the focus axis."""
         remaining = [i for i in range(self.ndim) if i != self.axis]
