@@ -39,6 +39,7 @@ from .engine.runtime import (
     resolve_dtype,
 )
 from .engine.stack import (
+    Normalization,
     StackError,
     StackLayout,
     available_memory,
@@ -220,8 +221,7 @@ class _Plan:
     grid: TileGrid
     tiles: list  # dask Delayed, one per tile
     channels: TileChannels  # the tiles' (and the blended output's) channel layout
-    lo: np.ndarray
-    scale: np.ndarray
+    norm: Normalization
     z_positions: np.ndarray
     metadata: dict
 
@@ -433,18 +433,18 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
     }
     return _Plan(layout, grid, tiles, TileChannels.of(channels, layout.mode == "rgb", mode,
                                                       error_map),
-                 norm.lo, norm.scale, positions, metadata)
+                 norm, positions, metadata)
 
 
-def _check_finite(name: str, a: np.ndarray, lo: np.ndarray, scale: np.ndarray) -> None:
+def _check_finite(name: str, a: np.ndarray, norm: Normalization) -> None:
     """The one finiteness check of every output, before a cast hides NaN (as 0) or inf."""
     bad = int(a.size - np.count_nonzero(np.isfinite(a)))
     if bad:
-        lo_, hi = float(np.min(lo)), float(np.max(lo + scale))
+        lo, hi = float(np.min(norm.lo)), float(np.max(norm.hi))
         raise FusionError(
             f"The fused {name} has NaN or infinite values at {bad} of {a.size} values: a "
             f"weights file (Fusion U-Net, selection head) may be corrupt, or the input's range "
-            f"({lo_:.3g} to {hi:.3g}) cannot be computed with.")
+            f"({lo:.3g} to {hi:.3g}) cannot be computed with.")
 
 
 @dataclass(frozen=True)
@@ -454,44 +454,39 @@ class _Outputs:
 
     layout: StackLayout
     channels: TileChannels
-    lo: np.ndarray
-    scale: np.ndarray
+    norm: Normalization
     z_positions: np.ndarray
 
     def arrays(self, fused: np.ndarray) -> dict[str, np.ndarray]:
         """(h, w, channels.size) blended float32 -> {"image": (h, w, C) in the input's dtype,
         each map: (h, w, U) float32 (float64 error of a float64 stack)}; finiteness checked."""
-        layout, lo, scale = self.layout, self.lo, self.scale
+        norm = self.norm
         parts = self.channels.split(fused)
-        image = parts["image"] * scale + lo
-        _check_finite("image", image, lo, scale)
-        wide = layout.dtype.kind == "f" and layout.dtype.itemsize > 4
-        out = {"image": to_dtype(image, layout.dtype)}
+        image = norm.unscale(parts["image"])
+        _check_finite("image", image, norm)
+        out = {"image": to_dtype(image, norm.dtype)}
         for name in self.channels.maps:
             m = parts[name]
-            if name == "error":
-                m = m * (scale[:1] if layout.mode == "rgb" else scale)
+            if name == "error":  # in intensity units: one range for RGB, else per channel
+                m = m * (norm.scale[:1] if self.layout.mode == "rgb" else norm.scale)
             elif name == "depth":
                 m = np.interp(m, np.arange(len(self.z_positions)), self.z_positions)
-            m = m.astype(np.float64 if name == "error" and wide else np.float32)
-            _check_finite(f"{name} map", m, lo, scale)
+            m = m.astype(self.dtype(name))
+            _check_finite(f"{name} map", m, norm)
             out[name] = m
         return out
 
-    def channels_first(self, fused: np.ndarray, name: str) -> np.ndarray:
-        """One output of a block as (C, h, w), or (h, w) for one channel (OME-Zarr order)."""
-        a = self.arrays(fused)[name]
-        return a[..., 0] if a.shape[-1] == 1 else np.moveaxis(a, -1, 0)
-
     def dtype(self, name: str) -> np.dtype:
+        """The dtype of an output: the input's for the image; maps float32, the error map of a
+        float64 stack float64 (its intensities may not fit float32)."""
         if name == "image":
-            return self.layout.dtype
-        wide = self.layout.dtype.kind == "f" and self.layout.dtype.itemsize > 4
+            return self.norm.dtype
+        wide = self.norm.dtype.kind == "f" and self.norm.dtype.itemsize > 4
         return np.dtype(np.float64 if name == "error" and wide else np.float32)
 
 
 def _outputs(plan: _Plan) -> _Outputs:
-    return _Outputs(plan.layout, plan.channels, plan.lo, plan.scale, plan.z_positions)
+    return _Outputs(plan.layout, plan.channels, plan.norm, plan.z_positions)
 
 
 def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:

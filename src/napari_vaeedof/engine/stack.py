@@ -69,10 +69,14 @@ class Normalization:
         their limits neither overflow nor collapse before the result fits float32."""
         return ((np.asarray(x, np.float64) - self.lo) / self.scale).astype(np.float32)
 
+    def unscale(self, y: np.ndarray) -> np.ndarray:
+        """(..., C) float in [0, 1] -> the input's intensity range, float64 (not cast: NaN and
+        infinities stay visible)."""
+        return np.asarray(y, np.float64) * self.scale + self.lo
+
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """(..., C) float in [0, 1] -> the input's intensity range and dtype."""
-        x = np.asarray(y, np.float64) * self.scale + self.lo
-        return to_dtype(x, self.dtype)
+        return to_dtype(self.unscale(y), self.dtype)
 
 
 def to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
