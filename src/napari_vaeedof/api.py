@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -507,6 +508,12 @@ METHOD_NAMES = {
 
 
 
+def _options(arguments: dict) -> FusionOptions:
+    """The `FusionOptions` among a call's arguments: `fuse_stack`'s and `iter_fuse_stack`'s
+    keywords include its fields, under the same names."""
+    return FusionOptions(**{f.name: arguments[f.name] for f in dataclasses.fields(FusionOptions)})
+
+
 def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                     rgb: bool | None = None, tile_size: int | None = None,
                     overlap: int | None = None, device: str = "auto", precision: str = "auto",
@@ -522,11 +529,8 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     ``progress`` is called as in `fuse_stack`, also within tiles. The parameters, what is
     returned and what is raised are those of `fuse_stack`.
     """
+    opts = _options(locals())
     tracker = _Tracker(progress) if progress is not None else None
-    opts = FusionOptions(tile_size=tile_size, overlap=overlap, device=device,
-                         precision=precision, error_map=error_map, batch_size=batch_size,
-                         unet_path=unet_path, selection_path=selection_path, mode=mode,
-                         align=align, match_gain=match_gain)
     plan = _plan(stack, opts, axis=axis, channel_axis=channel_axis, rgb=rgb,
                  z_positions=z_positions, step=tracker.step if tracker else None)
     done = []
@@ -622,10 +626,7 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
     >>> result.image.shape
     (128, 128, 3)
     """
-    opts = FusionOptions(tile_size=tile_size, overlap=overlap, device=device,
-                         precision=precision, error_map=error_map, batch_size=batch_size,
-                         unet_path=unet_path, selection_path=selection_path, mode=mode,
-                         align=align, match_gain=match_gain)
+    opts = _options(locals())
     where = dict(axis=axis, channel_axis=channel_axis, rgb=rgb, z_positions=z_positions)
     if progress is not None:
         gen = iter_fuse_stack(stack, **where, **opts.kwargs(), progress=progress)

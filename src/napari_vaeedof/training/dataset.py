@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from ..data.families import make_family_stack
 from ..data.synth import make_stack
 from ..engine.fusion import pad_group
 from ..models.tiny_ae import TinyAutoEncoder
+from .loop import cache_shards
 
 SHARD = 100
 
@@ -40,29 +40,23 @@ def build_cache(ae: TinyAutoEncoder, out: Path, first_seed: int, n_stacks: int, 
                 noisy_share: float = 0.5) -> list[Path]:
     """Generate and encode stacks ``first_seed .. first_seed + n_stacks`` (of `family`, see
     `training_stack`); skip finished shards."""
-    out.mkdir(parents=True, exist_ok=True)
     enc = ae.to(dtype)
-    paths = []
-    tag = "" if family is None else f"{family}_"
-    for s0 in range(first_seed, first_seed + n_stacks, SHARD):
-        seeds = list(range(s0, min(s0 + SHARD, first_seed + n_stacks)))
-        path = out / f"shard_{tag}{s0:07d}_{len(seeds)}_{size}.pt"
-        paths.append(path)
-        if path.exists():
-            continue
-        t0 = time.perf_counter()
+
+    def prepare(seeds: list[int]) -> dict:
         planes, truths = [], []
         for seed in seeds:
             st = training_stack(family, seed, size, noisy_share)
             p, t = encode_stack(enc, st.planes, st.ground_truth, dtype)
             planes.append(p)
             truths.append(t)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"seeds": seeds, "planes": planes, "truth": torch.stack(truths)}, tmp)
-        tmp.replace(path)
-        log(f"cached {path.name}: {len(seeds)} stacks in {time.perf_counter() - t0:.1f} s")
-    ae.float()
-    return paths
+        return {"planes": planes, "truth": torch.stack(truths)}
+
+    tag = "" if family is None else f"{family}_"
+    try:
+        return cache_shards(out, f"shard_{tag}", f"_{size}", first_seed, n_stacks, SHARD,
+                            prepare, log)
+    finally:
+        ae.float()
 
 
 class LatentStacks:

@@ -4,7 +4,6 @@ image, prepared once by the frozen TAEF2 and the shipped Fusion U-Net and cached
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 
 from ..data.synth import add_sensor_noise, make_stack
 from ..engine.fusion import Models, fuse_latents
+from .loop import cache_shards
 
 SHARD = 50
 #: A plane "holds" a pixel when it is within this of the ground truth (max over colour), as in
@@ -49,21 +49,9 @@ def prepare_stack(models: Models, seed: int, size: int) -> dict[str, torch.Tenso
 def build_pixel_cache(models: Models, out: Path, first_seed: int, n_stacks: int, size: int,
                       log=print) -> list[Path]:
     """Prepare stacks ``first_seed .. first_seed + n_stacks`` in shards; skip finished shards."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for s0 in range(first_seed, first_seed + n_stacks, SHARD):
-        seeds = list(range(s0, min(s0 + SHARD, first_seed + n_stacks)))
-        path = out / f"pixels_{s0:07d}_{len(seeds)}_{size}.pt"
-        paths.append(path)
-        if path.exists():
-            continue
-        t0 = time.perf_counter()
-        stacks = [prepare_stack(models, seed, size) for seed in seeds]
-        tmp = path.with_suffix(".tmp")
-        torch.save({"seeds": seeds, "stacks": stacks}, tmp)
-        tmp.replace(path)
-        log(f"cached {path.name}: {len(seeds)} stacks in {time.perf_counter() - t0:.1f} s")
-    return paths
+    return cache_shards(out, "pixels_", f"_{size}", first_seed, n_stacks, SHARD,
+                        lambda seeds: {"stacks": [prepare_stack(models, s, size) for s in seeds]},
+                        log)
 
 
 class PixelStacks:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-import time
 import tomllib
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from ..models.fusion_unet import FusionUNet, UNetConfig, load_unet, save_unet
 from ..models.tiny_ae import load_taef2
 from ..models.weights import fusion_unet_path, weight_path
 from .dataset import LatentStacks, build_cache
+from .loop import start_run, train_loop
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
@@ -37,54 +35,10 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     return cfg
 
 
-class EMA:
-    """Exponential moving average of a model's weights (the weights we ship)."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))  # warm start: follow closely at first
-        for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1 - d)
-
-
-def load_checkpoint(path: Path, model: torch.nn.Module, ema: EMA,
-                    opt: torch.optim.Optimizer) -> int:
-    """Restore model, EMA and optimiser from ``path``; returns the step it was saved at."""
-    state = torch.load(path, weights_only=False)
-    model.load_state_dict(state["model"])
-    ema.model.load_state_dict(state["ema"])
-    opt.load_state_dict(state["opt"])
-    return int(state["step"])
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, ema: EMA, opt: torch.optim.Optimizer,
-                    step: int) -> None:
-    """Write model, EMA and optimiser atomically (a temp file moved into place)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(),
-                "opt": opt.state_dict(), "step": step}, tmp)
-    tmp.replace(path)
-
-
-def _lr(step: int, cfg: dict) -> float:
-    t = cfg["train"]
-    if step < t["warmup"]:
-        return t["lr"] * (step + 1) / t["warmup"]
-    progress = (step - t["warmup"]) / max(1, t["steps"] - t["warmup"])
-    return t["lr"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
     """Run the recipe; returns the path of the exported EMA weights (safetensors)."""
     t, d, m = cfg["train"], cfg["data"], cfg["model"]
-    torch.set_num_threads(int(t.get("threads", torch.get_num_threads())))
-    out = Path(t["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    out = start_run(cfg)
     device = torch.device(t.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
 
     ae = load_taef2(weight_path("taef2_encoder"), weight_path("taef2_decoder"))
@@ -104,48 +58,20 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
     config = UNetConfig(widths=tuple(m["widths"]), attention=tuple(m["attention"]),
                         heads=m["heads"])
     model = FusionUNet(config).to(device)
-    if m.get("init"):  # warm start: "shipped" (the packaged EMA weights) or a safetensors path
-        init = fusion_unet_path() if m["init"] == "shipped" else Path(m["init"])
-        model.load_state_dict(load_unet(init).state_dict())
-        log(f"warm start from {init}")
-    ema = EMA(model, t["ema"])
-    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    step = 0
-    ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        step = load_checkpoint(ckpt, model, ema, opt)
-        log(f"resumed at step {step}")
-    rng = np.random.default_rng([t["seed"], step])
-    torch.manual_seed(t["seed"] + step)
-    log_path = out / "loss.csv"
-    if step == 0:
-        log_path.write_text("step,loss,lr,seconds\n")
-    t0 = time.perf_counter()
-    running = []
-    while step < t["steps"]:
+    init = None
+    if t.get("init"):  # warm start: "shipped" (the packaged EMA weights) or a safetensors path
+        init_path = fusion_unet_path() if t["init"] == "shipped" else Path(t["init"])
+        init = load_unet(init_path, device=device)
+
+    def losses(rng: np.random.Generator) -> dict[str, torch.Tensor]:
         x, y = data.batch(rng, t["batch"], t["crop"])
-        lr = _lr(step, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss = F.l1_loss(model(x.to(device)), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema.update(model, step)
-        step += 1
-        running.append(loss.item())
-        if step % 50 == 0 or step == t["steps"]:
-            mean = float(np.mean(running))
-            running.clear()
-            elapsed = time.perf_counter() - t0
-            with open(log_path, "a") as f:
-                f.write(f"{step},{mean:.5f},{lr:.2e},{elapsed:.1f}\n")
-            if step % 500 == 0:
-                log(f"step {step}: loss {mean:.4f} lr {lr:.1e} ({elapsed:.0f} s)")
-        if step % t["checkpoint_every"] == 0 or step == t["steps"]:
-            save_checkpoint(ckpt, model, ema, opt, step)
-            save_unet(ema.model, out / "fusion_unet.safetensors", _provenance(cfg, step))
+        return {"loss": F.l1_loss(model(x.to(device)), y.to(device))}
+
+    def export(ema_model: torch.nn.Module, step: int) -> None:
+        save_unet(ema_model, out / "fusion_unet.safetensors", _provenance(cfg, step))
+
+    train_loop(t, model, losses, export, init=init, init_name=str(t.get("init")),
+               resume=resume, log=log)
     return out / "fusion_unet.safetensors"
 
 
