@@ -26,12 +26,15 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=6, help="stacks per family and split")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--families", nargs="+", default=list(heldout.FAMILIES))
+    p.add_argument("--methods", nargs="+", help="a subset of the methods (default all)")
     p.add_argument("--out", type=Path, default=Path("runs/exp/unet_families"))
     args = p.parse_args(argv)
     shipped, new = heldout.method_table(fusion_unet_path()), heldout.method_table(args.unet)
     methods = {"latent shipped": shipped["vaeedof_latent"], "latent new": new["vaeedof_latent"],
                "pixel shipped": shipped["vaeedof_pixel"], "pixel new": new["vaeedof_pixel"],
                "vae_ceiling": shipped["vae_ceiling"]}
+    if args.methods:
+        methods = {k: methods[k] for k in args.methods}
     result = heldout.evaluate_families(methods, args.families, args.n, args.size, "both",
                                        log=print)
     result["unet"] = str(args.unet)
