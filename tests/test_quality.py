@@ -30,7 +30,7 @@ def _gradient_energy(image: np.ndarray) -> float:
 def test_shipped_weights_are_the_trained_ema():
     meta = read_metadata(fusion_unet_path())
     assert meta["status"] == "trained" and meta["weights"] == "EMA of the training weights"
-    assert int(meta["steps"]) >= 9000
+    assert int(meta["steps"]) >= 6000  # 6000 steps on the families, warm-started from 9000
     meta = read_metadata(selection_net_path())
     assert meta["status"] == "trained" and meta["weights"] == "EMA of the training weights"
     assert int(meta["steps"]) >= 2000
@@ -114,3 +114,28 @@ def test_pixel_mode_quality_per_physics_family(family, noise):
         fused = fuse_stack(st.planes, precision="float32", error_map=False).image
         scores.append(psnr(fused, st.ground_truth))
     assert np.mean(scores) > FAMILY_PSNR[family, noise] - 0.5
+
+
+#: Latent mode's mean PSNR (dB) on the same stacks as FAMILY_PSNR, with the Fusion U-Net
+#: retrained on the families (2026-11-25); the previous U-Net (layered scenes only): layered
+#: 19.00 / 18.40, heightfield 29.01 / 24.37, fluorescence 35.28 / 31.47, brightfield 32.69 /
+#: 30.34. A drop of 0.5 dB fails.
+FAMILY_LATENT_PSNR = {
+    ("layered", False): 18.82, ("layered", True): 18.24,
+    ("heightfield", False): 29.28, ("heightfield", True): 27.00,
+    ("fluorescence", False): 35.56, ("fluorescence", True): 30.83,
+    ("brightfield", False): 34.86, ("brightfield", True): 31.86,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("family", "noise"), sorted(FAMILY_LATENT_PSNR))
+def test_latent_mode_quality_per_physics_family(family, noise):
+    from napari_vaeedof.data.families import make_family_stack
+
+    scores = []
+    for seed in (2_000_100, 2_000_101):
+        st = make_family_stack(family, seed, size=128, n_planes=5, noise=noise)
+        fused = fuse_stack(st.planes, precision="float32", error_map=False, mode="latent").image
+        scores.append(psnr(fused, st.ground_truth))
+    assert np.mean(scores) > FAMILY_LATENT_PSNR[family, noise] - 0.5
