@@ -158,3 +158,23 @@ def batch_inputs(tmp_path) -> list[Path]:
     plain = tmp_path / "in" / "gamma.tif"
     tifffile.imwrite(plain, stacks[2], imagej=True, metadata={"axes": "ZYX"})
     return [ome, folder, plain]
+
+
+@pytest.fixture
+def batch_matches_fuse(tmp_path):
+    """check(inputs, out_dir, options): each OUT_DIR/NAME.tif that `batch` wrote from
+    `batch_inputs` equals `fuse` of that input alone with the same options, within 1 grey
+    level."""
+    import tifffile
+
+    from napari_vaeedof.cli import main
+
+    def check(inputs, out, opts) -> None:
+        for given, name in zip(inputs, ("alpha", "beta", "gamma"), strict=True):
+            single = tmp_path / f"{name}_single.tif"
+            assert main(["fuse", str(given), "-o", str(single), *opts, "-q"]) == 0
+            got, want = tifffile.imread(out / f"{name}.tif"), tifffile.imread(single)
+            assert got.shape == want.shape == (64, 64) and got.dtype == want.dtype
+            assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+    return check

@@ -33,8 +33,8 @@ def _loads_per_worker(address: str) -> list[int]:
         return list(client.run(loads).values())
 
 
-def test_batch_on_a_cluster_equals_local_fuse(tmp_path, batch_inputs, random_unet, cluster,
-                                              capsys):
+def test_batch_on_a_cluster_equals_local_fuse(tmp_path, batch_inputs, batch_matches_fuse,
+                                              random_unet, cluster, capsys):
     out = tmp_path / "out"
     opts = ["--unet", str(random_unet), "--tile-size", "64"]
     assert main(["batch", *map(str, batch_inputs), "--out-dir", str(out), "--scheduler",
@@ -43,12 +43,7 @@ def test_batch_on_a_cluster_equals_local_fuse(tmp_path, batch_inputs, random_une
     assert sorted(line.split(":")[0] for line in lines[:3]) == ["[1/3] alpha", "[2/3] beta",
                                                                 "[3/3] gamma"]
     assert lines[-1] == "3 stacks: 3 fused, 0 skipped, 0 failed"
-    for given, name in zip(batch_inputs, ("alpha", "beta", "gamma"), strict=True):
-        single = tmp_path / f"{name}_single.tif"
-        assert main(["fuse", str(given), "-o", str(single), *opts, "-q"]) == 0
-        got, want = tifffile.imread(out / f"{name}.tif"), tifffile.imread(single)
-        assert got.shape == want.shape == (64, 64) and got.dtype == want.dtype
-        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    batch_matches_fuse(batch_inputs, out, opts)
     # Three stacks, at most one load of the networks in each of the two worker processes.
     assert 1 <= sum(_loads_per_worker(cluster.scheduler_address)) <= 2
 

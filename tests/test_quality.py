@@ -103,19 +103,6 @@ FAMILY_PSNR = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("family", "noise"), sorted(FAMILY_PSNR))
-def test_pixel_mode_quality_per_physics_family(family, noise):
-    from napari_vaeedof.data.families import make_family_stack
-
-    scores = []
-    for seed in (2_000_100, 2_000_101):
-        st = make_family_stack(family, seed, size=128, n_planes=5, noise=noise)
-        fused = fuse_stack(st.planes, precision="float32", error_map=False).image
-        scores.append(psnr(fused, st.ground_truth))
-    assert np.mean(scores) > FAMILY_PSNR[family, noise] - 0.5
-
-
 #: Latent mode's mean PSNR (dB) on the same stacks as FAMILY_PSNR, with the Fusion U-Net
 #: retrained on the families (2026-11-25); the previous U-Net (layered scenes only): layered
 #: 19.00 / 18.40, heightfield 29.01 / 24.37, fluorescence 35.28 / 31.47, brightfield 32.69 /
@@ -129,13 +116,16 @@ FAMILY_LATENT_PSNR = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("family", "noise"), sorted(FAMILY_LATENT_PSNR))
-def test_latent_mode_quality_per_physics_family(family, noise):
+@pytest.mark.parametrize(("mode", "family", "noise"),
+                         [("pixel", *k) for k in sorted(FAMILY_PSNR)]
+                         + [("latent", *k) for k in sorted(FAMILY_LATENT_PSNR)])
+def test_quality_per_physics_family(mode, family, noise):
     from napari_vaeedof.data.families import make_family_stack
 
+    bound = (FAMILY_PSNR if mode == "pixel" else FAMILY_LATENT_PSNR)[family, noise]
     scores = []
     for seed in (2_000_100, 2_000_101):
         st = make_family_stack(family, seed, size=128, n_planes=5, noise=noise)
-        fused = fuse_stack(st.planes, precision="float32", error_map=False, mode="latent").image
+        fused = fuse_stack(st.planes, precision="float32", error_map=False, mode=mode).image
         scores.append(psnr(fused, st.ground_truth))
-    assert np.mean(scores) > FAMILY_LATENT_PSNR[family, noise] - 0.5
+    assert np.mean(scores) > bound - 0.5

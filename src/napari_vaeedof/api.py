@@ -218,17 +218,18 @@ class FusionResult:
 
 @dataclass
 class _Plan:
-    layout: StackLayout
     grid: TileGrid
     tiles: list  # dask Delayed, one per tile
-    channels: TileChannels  # the tiles' (and the blended output's) channel layout
-    norm: Normalization
-    z_positions: np.ndarray
+    outputs: _Outputs  # turns the blended tiles into the image and maps
     metadata: dict
 
     @property
+    def channels(self) -> TileChannels:
+        return self.outputs.channels
+
+    @property
     def maps(self) -> tuple[str, ...]:
-        return self.channels.maps
+        return self.outputs.channels.maps
 
 
 class FusionError(ValueError):
@@ -432,9 +433,8 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
         "weights_sha256": {k: v for k, v in models.hashes.items()
                            if mode == "pixel" or k != "selection_net"},  # the files used
     }
-    return _Plan(layout, grid, tiles, TileChannels.of(channels, layout.mode == "rgb", mode,
-                                                      error_map),
-                 norm, positions, metadata)
+    packing = TileChannels.of(channels, layout.mode == "rgb", mode, error_map)
+    return _Plan(grid, tiles, _Outputs(layout, packing, norm, positions), metadata)
 
 
 def _check_finite(name: str, a: np.ndarray, norm: Normalization) -> None:
@@ -458,15 +458,22 @@ class _Outputs:
     norm: Normalization
     z_positions: np.ndarray
 
-    def arrays(self, fused: np.ndarray) -> dict[str, np.ndarray]:
+    def arrays(self, fused: np.ndarray, names: tuple[str, ...] | None = None
+               ) -> dict[str, np.ndarray]:
         """(h, w, channels.size) blended float32 -> {"image": (h, w, C) in the input's dtype,
-        each map: (h, w, U) float32 (float64 error of a float64 stack)}; finiteness checked."""
+        each map: (h, w, U) float32 (float64 error of a float64 stack)}, only ``names`` (default
+        all); finiteness checked."""
         norm = self.norm
+        names = ("image", *self.channels.maps) if names is None else names
         parts = self.channels.split(fused)
-        image = norm.unscale(parts["image"])
-        _check_finite("image", image, norm)
-        out = {"image": to_dtype(image, norm.dtype)}
+        out = {}
+        if "image" in names:
+            image = norm.unscale(parts["image"])
+            _check_finite("image", image, norm)
+            out["image"] = to_dtype(image, norm.dtype)
         for name in self.channels.maps:
+            if name not in names:
+                continue
             m = parts[name]
             if name == "error":  # in intensity units: one range for RGB, else per channel
                 m = m * (norm.scale[:1] if self.layout.mode == "rgb" else norm.scale)
@@ -486,13 +493,9 @@ class _Outputs:
         return np.dtype(np.float64 if name == "error" and wide else np.float32)
 
 
-def _outputs(plan: _Plan) -> _Outputs:
-    return _Outputs(plan.layout, plan.channels, plan.norm, plan.z_positions)
-
-
 def _finish(plan: _Plan, fused: np.ndarray) -> FusionResult:
-    layout = plan.layout
-    arrays = _outputs(plan).arrays(fused)
+    layout = plan.outputs.layout
+    arrays = plan.outputs.arrays(fused)
     maps = {name: arrays[name][..., 0] if layout.mode == "rgb" else
             to_output_layout(arrays[name], layout) for name in plan.maps}
     image = to_output_layout(arrays["image"], layout)
@@ -643,7 +646,7 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
 
 
 def _block_output(block: np.ndarray, outputs: _Outputs, name: str) -> np.ndarray:
-    return outputs.arrays(block)[name]
+    return outputs.arrays(block, (name,))[name]
 
 
 def fuse_to_zarr(stack, path: str | os.PathLike, *, axis: int = 0,
@@ -705,7 +708,7 @@ def fuse_to_zarr(stack, path: str | os.PathLike, *, axis: int = 0,
         raise ValueError(f"mode={plan.metadata['mode']!r} gives no {missing} map; depth, "
                          f"confidence and fill need mode='pixel'.")
     fused = assemble(plan.tiles, plan.grid, plan.channels.size)
-    outputs = _outputs(plan)
+    outputs = plan.outputs
     meta = {**plan.metadata, **(info or {})}
     written = []
     for name, target in [("image", path), *maps.items()]:
