@@ -116,8 +116,20 @@ def random_selection(tmp_path_factory) -> Path:
     torch.manual_seed(1)
     model = SelectionNet(SelectionConfig(width=16, groups=4))
     with torch.no_grad():
-        model.fill[1].bias.fill_(-2.3)
+        model.fill[1].bias.fill_(-1.1)  # sigmoid 0.25: about FILL_DEAD
     path = tmp_path_factory.mktemp("selection") / "random_selection.safetensors"
+    save_selection(model, path, {"status": "random test model"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_bands_selection(tmp_path_factory) -> Path:
+    """A selection head of kind "bands" with random weights; its fill bias is set per test."""
+    from napari_vaeedof.models.selection_net import SelectionConfig, SelectionNet, save_selection
+
+    torch.manual_seed(2)
+    model = SelectionNet(SelectionConfig(width=16, groups=4, inputs="bands"))
+    path = tmp_path_factory.mktemp("selection") / "random_bands_selection.safetensors"
     save_selection(model, path, {"status": "random test model"})
     return path
 

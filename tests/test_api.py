@@ -111,20 +111,26 @@ def test_error_map_is_in_the_input_intensity_units(random_unet):
     np.testing.assert_allclose(large, small * 100, rtol=1e-3, atol=1e-3)
 
 
-def test_progress_is_reported_within_tiles_and_metadata_says_what_ran(random_unet):
+def test_progress_is_reported_within_tiles_and_metadata_says_what_ran(random_unet,
+                                                                      random_selection):
     stack = make_stack(4, size=160, n_planes=2).planes
     seen = []
-    result = fuse_stack(stack, unet_path=random_unet, tile_size=64, overlap=16,
-                        progress=seen.append)
+    # a head of kind "latents": every plane is encoded, then fused (its fill fires here)
+    result = fuse_stack(stack, unet_path=random_unet, selection_path=random_selection,
+                        tile_size=64, overlap=16, progress=seen.append)
     n = result.metadata["n_tiles"]
     assert n == len(TileGrid.build(160, 160, 64, 16)) > 1
     ends = [(p.tiles_done, p.n_tiles) for p in seen if p.event in ("start", "tile")]
     assert ends == [(i, n) for i in range(n + 1)]
-    # within each tile: the encoder batch, the U-Net call, the composed image
-    assert [p.event for p in seen[1:4]] == ["encode", "fuse", "compose"]
-    assert [p.activity for p in seen[:3]] == [
-        "encoding planes (0 of 2 done)", "fusing groups of planes (0 of 1 done)",
-        "composing the fused image"]
+    # within each tile: the encoder batch, the U-Net call (only in a tile with fill), the
+    # composed image
+    tiles = [t.split() for t in " ".join(p.event for p in seen[1:]).split("tile") if t.strip()]
+    assert all(t in (["encode", "fuse", "compose"], ["encode", "compose"]) for t in tiles)
+    assert ["encode", "fuse", "compose"] in tiles
+    assert [p.activity for p in seen[:2]] == [
+        "encoding planes (0 of 2 done)", "fusing groups of planes (0 of 1 done)"]
+    fused = next(i for i, p in enumerate(seen) if p.event == "fuse")
+    assert seen[fused].activity == "composing the fused image"
     fractions = [p.fraction for p in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1
     assert 0 < seen[1].fraction < 1 / n and seen[-1].remaining == 0
@@ -132,6 +138,25 @@ def test_progress_is_reported_within_tiles_and_metadata_says_what_ran(random_une
     assert meta["n_planes"] == 2 and meta["unet_calls_per_unit"] == 1
     assert set(meta["weights_sha256"]) == {"taef2_encoder", "taef2_decoder", "fusion_unet",
                                            "selection_net"}  # pixel mode: all four files
+
+
+def test_progress_with_a_bands_head_reports_the_fill_and_stays_monotonic(
+        random_unet, random_bands_selection):
+    seen = []
+    result = fuse_stack(make_stack(4, size=160, n_planes=3).planes, unet_path=random_unet,
+                        selection_path=random_bands_selection, tile_size=64, overlap=16,
+                        progress=seen.append)
+    assert result.metadata["selection_inputs"] == "bands"
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1
+    # no planes are encoded up front: the VAE runs (if at all) for the fill, then the compose
+    tiles = " ".join(p.event for p in seen).split("tile")
+    for events in tiles[:-1]:
+        names = events.replace("start", "").split()
+        assert names[-1] == "compose" and set(names[:-1]) <= {"encode", "fuse"}
+    assert {p.activity for p in seen if p.event in ("encode", "fuse")} <= {
+        "filling where no plane holds the content"}
+    assert seen[0].activity == "composing the fused image"
 
 
 def test_progress_reports_the_latent_error_maps_decoder_batches(random_unet):
@@ -154,7 +179,8 @@ def test_fusion_cancelled_raised_by_progress_stops_within_a_tile(random_unet):
             raise FusionCancelled
 
     with pytest.raises(FusionCancelled):
-        fuse_stack(stack, unet_path=random_unet, batch_size=2, progress=progress)
+        fuse_stack(stack, unet_path=random_unet, batch_size=2, mode="latent",
+                   progress=progress)
     assert seen == ["start", "encode"]
 
 

@@ -148,8 +148,9 @@ CLI_ERRORS = [
      "not a Fusion U-Net safetensors file"),
     ("unet missing", lambda t, i, o, u: [i, "-o", o, "--unet", t / "nope.safetensors"], 2,
      "does not exist"),
+    # latent mode: pixel mode runs the U-Net only for a fill (the check catches it there too)
     ("unet bytes flipped", lambda t, i, o, u: [i, "-o", o, "--error-map", t / "e.tif", "--unet",
-                                               u], 2,
+                                               u, "--mode", "latent"], 2,
      "NaN or infinite"),
     ("range wider than float64", lambda t, i, o, u: [_huge_range(t), "-o", o], 2,
      "wider than float64"),
@@ -395,7 +396,7 @@ def test_api_unet_that_is_not_safetensors(tmp_path):
 
 def test_api_flipped_unet_is_an_error_not_a_black_image(flipped_unet):
     with pytest.raises(FusionError, match="NaN or infinite"):
-        fuse_stack(_stack(np.uint8), unet_path=flipped_unet, tile_size=64)
+        fuse_stack(_stack(np.uint8), unet_path=flipped_unet, tile_size=64, mode="latent")
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64])
@@ -505,6 +506,7 @@ def test_zarr_output_of_a_failed_fusion_leaves_the_old_store(tmp_path, flipped_u
     fuse_to_zarr(_stack(np.uint8), path, unet_path=random_unet, tile_size=64)
     before = zarr.open_group(path, mode="r")["0"][:]
     with pytest.raises(FusionError, match="NaN or infinite"):
-        fuse_to_zarr(_stack(np.uint8), path, unet_path=flipped_unet, tile_size=64)
+        fuse_to_zarr(_stack(np.uint8), path, unet_path=flipped_unet, tile_size=64,
+                     mode="latent")
     np.testing.assert_array_equal(zarr.open_group(path, mode="r")["0"][:], before)
     assert [p.name for p in tmp_path.iterdir()] == ["fused.ome.zarr"]  # no temporary stores

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from napari_vaeedof.engine.fusion import (
+    FILL_BLOCK,
+    FILL_CONTEXT,
     TileChannels,
+    fill_windows,
     fuse_latents,
     fuse_planes,
     group_levels,
@@ -93,6 +96,56 @@ def test_pixel_mode_depth_is_the_expected_plane_index(models):
     out = fuse_planes(torch.rand(4, 3, 32, 32), models, mode="pixel", error_map=False)
     assert out["depth"].min() >= 0 and out["depth"].max() <= 3
     assert out["confidence"].min() >= 0 and out["confidence"].max() <= 1
+
+
+def test_fill_windows_hold_every_filled_pixel_with_its_context():
+    fill = torch.zeros(512, 512)
+    assert fill_windows(fill) == []
+    fill[200:210, 300:305] = 0.5
+    fill[20, 20] = 1.0
+    windows = fill_windows(fill)
+    assert len(windows) == 2
+    covered = torch.zeros_like(fill, dtype=torch.bool)
+    for rows, cols in windows:
+        assert all(s.start % FILL_BLOCK == 0 and s.stop % FILL_BLOCK == 0 for s in (rows, cols))
+        covered[rows, cols] = True
+    ys, xs = torch.nonzero(fill > 0, as_tuple=True)
+    for y, x in zip(ys.tolist(), xs.tolist(), strict=True):  # the pixel and its context
+        assert covered[max(y - FILL_CONTEXT, 0) : y + FILL_CONTEXT + 1,
+                       max(x - FILL_CONTEXT, 0) : x + FILL_CONTEXT + 1].all()
+    assert covered.float().mean() < 0.4  # windows, not the tile
+    fill[::64, ::64] = 1.0  # fill everywhere: the whole tile once
+    assert fill_windows(fill) == [(slice(0, 512), slice(0, 512))]
+
+
+@pytest.fixture(scope="module")
+def bands_models(random_unet, random_bands_selection):
+    return load_models("cpu", "float32", random_unet, random_bands_selection)
+
+
+@pytest.mark.parametrize("bias", [-20.0, 0.0])
+def test_bands_head_runs_the_vae_only_on_the_fill_windows(bands_models, bias):
+    encoded = []
+    hook = bands_models.ae.encoder.register_forward_hook(
+        lambda m, i, o: encoded.append(tuple(i[0].shape[-2:])))
+    old = bands_models.selection.fill[1].bias.clone()
+    try:
+        with torch.no_grad():
+            bands_models.selection.fill[1].bias.fill_(bias)
+        planes = torch.rand(3, 3, 256, 256)
+        out = fuse_planes(planes, bands_models, mode="pixel", error_map=False)
+    finally:
+        hook.remove()
+        with torch.no_grad():
+            bands_models.selection.fill[1].bias.copy_(old)
+    assert bool(out["fill"].any()) == (bias == 0)
+    if bias < 0:  # no fill: no VAE at all, and the planes' values only
+        assert encoded == []
+        assert torch.all(out["image"] >= planes.amin(0)) and torch.all(
+            out["image"] <= planes.amax(0))
+    else:
+        windows = fill_windows(out["fill"])
+        assert encoded == [(r.stop - r.start, c.stop - c.start) for r, c in windows]
 
 
 def test_unknown_mode_is_refused(models):

@@ -243,6 +243,7 @@ def test_after_fuse_the_fused_image_is_on_top_and_visible_and_the_maps_hidden(
 def test_progress_advances_within_each_tile(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     viewer.add_image(_gray_stack(n=10, height=96, width=128), name="deep")  # 2 x 3 tiles
+    widget.mode.value = "latent"  # every plane encoded (pixel mode encodes only for the fill)
     values, statuses = [], []
     widget.progress.changed.connect(values.append)
     widget.progress.changed.connect(lambda _: statuses.append(widget.status.value))
@@ -262,6 +263,7 @@ def test_cancel_stops_within_seconds_in_a_ten_plane_tile(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     viewer.add_image(_gray_stack(n=10, height=384, width=384), name="deep")
     widget.auto_tile.value = True  # one 384 px tile, encoded in batches of 7 planes
+    widget.mode.value = "latent"  # (pixel mode encodes only for the fill: one short step)
     names = [layer.name for layer in viewer.layers]
     widget.fuse_button.native.click()
     qtbot.waitUntil(lambda: getattr(widget.last_progress, "event", None) == "encode",

@@ -131,7 +131,11 @@ class _Tracker:
         """The plan is made (models loaded): set the per-unit totals and report "start"."""
         mode = plan.metadata["mode"]
         self.z = plan.metadata["n_planes"]
-        self.groups = unet_calls(self.z)
+        # Every plane is encoded and fused unless a head of kind "bands" runs the VAE only on
+        # the fill's windows (engine/fusion.py); after the first tile the counts seen are used.
+        self.fill_only = plan.metadata.get("selection_inputs", "latents") != "latents"
+        self.encodes = 0 if self.fill_only else self.z
+        self.groups = 0 if self.fill_only else unet_calls(self.z)
         self.units = plan.channels.units
         self.n_tiles = len(plan.tiles)
         per_plane, fixed = _COMPOSE_COST[mode]
@@ -144,7 +148,8 @@ class _Tracker:
         self._report("start")
 
     def _set_tile_cost(self) -> None:
-        per_unit = {"encode": self.z, "fuse": self.groups, "compose": 1, "decode": self.decodes}
+        per_unit = {"encode": self.encodes, "fuse": self.groups, "compose": 1,
+                    "decode": self.decodes}
         self.tile_cost = self.units * (sum(self.cost[k] * n for k, n in per_unit.items()) +
                                        _REST_COST)
 
@@ -155,7 +160,8 @@ class _Tracker:
 
     def tile_done(self) -> None:
         if self.tiles_done == 0:  # what a tile really takes, for the estimates of the others
-            self.decodes = self.counts.get("decode", 0) // self.units
+            self.encodes, self.groups, self.decodes = (
+                self.counts.get(k, 0) // self.units for k in ("encode", "fuse", "decode"))
             self._set_tile_cost()
         self.tiles_done += 1
         self.counts = {}
@@ -167,10 +173,13 @@ class _Tracker:
             return f"tiles {self.tiles_done}/{self.n_tiles} done"
         c = self.counts.get
         unit = c("compose", 0) - (event in ("compose", "decode"))  # the unit (channel) at work
-        encoded, fused = c("encode", 0) - unit * self.z, c("fuse", 0) - unit * self.groups
+        encoded = c("encode", 0) - unit * self.encodes
+        fused = c("fuse", 0) - unit * self.groups
         decoded = c("decode", 0) - unit * self.z
-        if event in ("start", "encode") and encoded < self.z:
-            what = f"encoding planes ({encoded} of {self.z} done)"
+        if event in ("encode", "fuse") and self.fill_only:
+            what = "filling where no plane holds the content"
+        elif event in ("start", "encode") and encoded < self.encodes:
+            what = f"encoding planes ({encoded} of {self.encodes} done)"
         elif event in ("start", "encode", "fuse") and fused < self.groups:
             what = f"fusing groups of planes ({fused} of {self.groups} done)"
         elif event in ("start", "encode", "fuse"):
@@ -420,6 +429,7 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
         "n_planes": int(z),
         "group_size": GROUP,
         "unet_calls_per_unit": unet_calls(int(z)),
+        **({"selection_inputs": models.selection.config.inputs} if mode == "pixel" else {}),
         "colour_mode": layout.mode,
         **({"alpha": "dropped: the result is RGB"} if layout.alpha_dropped else {}),
         "tile_size": tile_size,

@@ -20,6 +20,7 @@ from ..models.fusion_unet import FusionUNet
 from ..models.selection_net import SelectionNet
 from ..models.tiny_ae import TinyAutoEncoder
 from .compose import (
+    band_features,
     compose,
     departure,
     depth_and_confidence,
@@ -120,6 +121,47 @@ def _batched(fn, x: torch.Tensor, batch: int, progress: Callable[[str, int], Non
     return torch.cat(out)
 
 
+def head_inputs(kind: str, planes: torch.Tensor, latents: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """The selection head's input for (Z, 3, H, W) planes in [0, 1]: (1, Z, C, H/8, W/8).
+    Kind "bands": `compose.band_features` of the planes alone; kind "latents": the planes'
+    (Z, 32, H/8, W/8) TAEF2 latents and their `compose.sharpness_features`."""
+    if kind == "bands":
+        return band_features(planes)[None]
+    if latents is None:
+        raise ValueError("a selection head of kind 'latents' needs the planes' latents")
+    return torch.cat([latents.float(), sharpness_features(planes)], 1)[None]
+
+
+#: Where a head of kind "bands" asks for fill, the VAE runs on windows around it: blocks of
+#: FILL_BLOCK px holding fill, grown by FILL_CONTEXT px of context on every side (the encoder
+#: and the U-Net see the surroundings as they would in a whole tile). Where the windows would
+#: cover more than FILL_WHOLE of the tile, the whole tile is encoded once instead.
+FILL_BLOCK = 32
+FILL_CONTEXT = 64
+FILL_WHOLE = 0.5
+
+
+def fill_windows(fill: torch.Tensor, block: int = FILL_BLOCK, context: int = FILL_CONTEXT
+                 ) -> list[tuple[slice, slice]]:
+    """(H, W) fill, H and W multiples of ``block`` -> windows (rows, cols) in px, multiples of
+    ``block``, that together hold every pixel with fill above 0 plus ``context`` px around it:
+    one per connected group of blocks (scipy.ndimage), the whole tile when they would cover
+    more than FILL_WHOLE of it, none without fill."""
+    from scipy import ndimage
+
+    h, w = fill.shape
+    used = (fill > 0).reshape(h // block, block, w // block, block).any(3).any(1).cpu().numpy()
+    if not used.any():
+        return []
+    grown = ndimage.binary_dilation(used, iterations=-(-context // block))
+    labels, _ = ndimage.label(grown)
+    boxes = [(slice(r.start * block, r.stop * block), slice(c.start * block, c.stop * block))
+             for r, c in ndimage.find_objects(labels)]
+    area = sum((r.stop - r.start) * (c.stop - c.start) for r, c in boxes)
+    return [(slice(0, h), slice(0, w))] if area > FILL_WHOLE * h * w else boxes
+
+
 def output_maps(mode: str, error_map: bool) -> tuple[str, ...]:
     """The maps `fuse_tile` returns after the image, in order."""
     pixel = ("depth", "confidence", "fill") if mode == "pixel" else ()
@@ -171,6 +213,10 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
     ``pixels`` (same shape, default ``planes``) are the values pixel mode blends: the tile's
     unclipped values, so input pixels come out exactly as they went in.
 
+    In pixel mode with a selection head of kind "bands" the VAE and the U-Net run only on
+    `fill_windows` around the fill, not at all in a tile without fill; with a head of kind
+    "latents" (and in latent mode) every plane is encoded whole.
+
     ``progress(stage, n)``, if given, is called after each step of work: ("encode", planes)
     after each encoder batch, ("fuse", groups) after each U-Net call, ("compose", 1) once the
     image is made (decoded, and composed in pixel mode), ("decode", planes) after each decoder
@@ -179,16 +225,18 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
     """
     check_mode(mode, models)
     x, (h, w) = _pad_to_multiple(planes.to(models.device, models.dtype), MULTIPLE)
-    latents = _batched(models.ae.encode, x, batch, progress, "encode")
-    fused, _ = fuse_latents(latents, models.unet, progress)
+    xf = x.float()
+    kind = "latents" if mode == "latent" else models.selection.config.inputs
+    latents = _batched(models.ae.encode, x, batch, progress, "encode") \
+        if kind == "latents" else None
 
-    def decode_fused() -> torch.Tensor:
+    def decode_fused(z: torch.Tensor) -> torch.Tensor:
+        fused, _ = fuse_latents(z, models.unet, progress)
         return models.ae.decode(fused[None])[0].float()
 
-    xf = x.float()
     out = {}
     if mode == "latent":
-        out["image"] = decode_fused()
+        out["image"] = decode_fused(latents)
     else:
         source = xf if pixels is None else \
             _pad_to_multiple(pixels.to(models.device, torch.float32), MULTIPLE)[0]
@@ -196,11 +244,19 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
             weights = torch.ones_like(xf[:, 0])
             blend, fill = source[0], torch.zeros_like(xf[0, 0])
         else:
-            logits, fill_logit = models.selection(latents[None].float(),
-                                                  sharpness_features(xf)[None])
+            logits, fill_logit = models.selection(head_inputs(kind, xf, latents))
             blend, weights, fill = pixel_blend(logits[0], fill_logit[0], xf, source)
         # The decoded latent fusion only where it is used: not at all in a tile without fill.
-        out["image"] = compose(blend, decode_fused(), fill) if fill.any() else blend
+        if fill.any() and latents is not None:
+            out["image"] = compose(blend, decode_fused(latents), fill)
+        elif fill.any():
+            decoded = torch.zeros_like(blend)
+            for rows, cols in fill_windows(fill):
+                z = _batched(models.ae.encode, x[..., rows, cols], batch, progress, "encode")
+                decoded[:, rows, cols] = decode_fused(z)
+            out["image"] = compose(blend, decoded, fill)
+        else:
+            out["image"] = blend
         out["depth"], out["confidence"] = depth_and_confidence(weights)
         out["fill"] = fill
     if progress is not None:

@@ -50,8 +50,9 @@ def vae_ceiling(truth: np.ndarray, unet_path=None) -> np.ndarray:
     return y[0].permute(1, 2, 0).numpy()
 
 
-def method_table(unet_path=None) -> dict[str, Method]:
-    """Our modes, the VAE ceiling and the classical baselines, as evaluation methods.
+def method_table(unet_path=None, selection_path=None) -> dict[str, Method]:
+    """Our modes, the VAE ceiling and the classical baselines, as evaluation methods (with
+    other weights than the packaged ones where ``unet_path`` / ``selection_path`` are given).
 
     Each maps (planes (Z, H, W, 3) float in [0, 1], truth (H, W, 3)) to the fused (H, W, 3)
     image, or to (image, plane index (H, W)) for the methods that say where each pixel came
@@ -60,8 +61,8 @@ def method_table(unet_path=None) -> dict[str, Method]:
 
     def ours(mode: str) -> Method:
         def fuse(p: np.ndarray, t: np.ndarray):
-            r = fuse_stack(p, unet_path=unet_path, device="cpu", mode=mode,
-                           precision="float32", error_map=False)
+            r = fuse_stack(p, unet_path=unet_path, selection_path=selection_path,
+                           device="cpu", mode=mode, precision="float32", error_map=False)
             return r.image, r.depth
 
         return fuse

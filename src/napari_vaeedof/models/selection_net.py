@@ -1,7 +1,10 @@
 """The selection head: per-plane selection logits and a fill logit at latent resolution.
 
-A small network on the same TAEF2 latents as the Fusion U-Net (plus each plane's local
-sharpness pooled to the latent grid). It is permutation-invariant over planes, as in deep sets:
+A small network on per-plane inputs at the latent grid (1/8 resolution): of kind "latents", the
+same TAEF2 latents as the Fusion U-Net plus each plane's local sharpness pooled to the grid; of
+kind "bands", cheap band-energy and colour features of the planes alone
+(`engine.compose.band_features`), so that the VAE runs only where the fill is used. It is
+permutation-invariant over planes, as in deep sets:
 every plane is processed by shared convolutions and exchanges information with the others only
 through the mean and max over planes, so one network serves any number of planes without
 grouping. Selection logits are per plane (softmax over planes); the fill logit says where no
@@ -20,12 +23,27 @@ from torch import nn
 
 from .serialize import load_module, read_metadata, save_module
 
+#: The kinds of per-plane input a head is trained on (see the module docstring).
+INPUTS = ("latents", "bands")
+
 
 @dataclass(frozen=True)
 class SelectionConfig:
     latent_channels: int = 32
     width: int = 48
     groups: int = 8
+    inputs: str = "latents"
+    band_channels: int = 8
+
+    def __post_init__(self):
+        if self.inputs not in INPUTS:
+            raise ValueError(f"selection head inputs must be one of {INPUTS}, got "
+                             f"{self.inputs!r}")
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the per-plane input: latents plus sharpness, or band features."""
+        return self.latent_channels + 1 if self.inputs == "latents" else self.band_channels
 
     @property
     def multiple(self) -> int:
@@ -53,7 +71,7 @@ class Exchange(nn.Module):
 
 
 class SelectionNet(nn.Module):
-    """(B, Z, C, h, w) latents and (B, Z, 1, h, w) sharpness -> selection (B, Z, h, w) and fill
+    """(B, Z, config.in_channels, h, w) per-plane inputs -> selection (B, Z, h, w) and fill
     (B, h, w) logits. ``detail`` is a learned scalar of the first composition (a full-resolution
     sharpness refinement); the band-by-band composition (`engine.compose.band_weights`) does
     not use it. It stays so that the shipped file, trained with it, loads strictly."""
@@ -62,7 +80,7 @@ class SelectionNet(nn.Module):
         super().__init__()
         cfg = self.config = config or SelectionConfig()
         n, g = cfg.width, cfg.groups
-        self.stem = nn.Sequential(_block(cfg.latent_channels + 1, n, g), _block(n, n, g))
+        self.stem = nn.Sequential(_block(cfg.in_channels, n, g), _block(n, n, g))
         self.ex0 = Exchange(n, g)
         self.down1 = _block(n, n, g)
         self.ex1 = Exchange(n, g)
@@ -75,9 +93,8 @@ class SelectionNet(nn.Module):
         self.fill = nn.Sequential(_block(3 * n, n, g), nn.Conv2d(n, 1, 3, padding=1))
         self.detail = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, latents: torch.Tensor, sharp: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, z = latents.shape[:2]
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, z = x.shape[:2]
 
         def per_plane(layer, f):
             return layer(f.flatten(0, 1)).unflatten(0, (b, z))
@@ -89,7 +106,7 @@ class SelectionNet(nn.Module):
             return F.interpolate(f.flatten(0, 1), scale_factor=2, mode="nearest").unflatten(
                 0, (b, z))
 
-        f0 = self.ex0(per_plane(self.stem, torch.cat([latents, sharp], 2)))
+        f0 = self.ex0(per_plane(self.stem, x))
         f1 = self.ex1(per_plane(self.down1, pool(f0)))
         f2 = self.ex2(per_plane(self.down2, pool(f1)))
         g1 = per_plane(self.up1, torch.cat([up(f2), f1], 2))

@@ -161,7 +161,7 @@ def weight_path(name: str, *, allow_download: bool = True) -> Path:
 #: of fusing with broken weights. Shipping new weights means updating these (a test checks).
 PACKAGED_SHA256 = {
     "fusion_unet": "f0eaf682c546f65d526c443ece122432cad630a8322688810aa3eaa866720627",
-    "selection_net": "0abb9f6853bf078990cea51e575b639d7b03792d8bfcafd72a9a7d9e4b51ba96",
+    "selection_net": "67342e82fedd035361e36ab2b0faefc6b676488d0ea7b181e5465e09335d0f53",
 }
 
 

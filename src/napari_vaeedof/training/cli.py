@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-RECIPES = {"unet": "default.toml", "selection": "selection.toml", "families": "families.toml"}
+RECIPES = {"unet": "default.toml", "selection": "selection.toml", "families": "families.toml",
+           "selection-families": "selection_families.toml"}
 
 
 def _train(args: argparse.Namespace) -> int:

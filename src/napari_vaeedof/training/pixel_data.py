@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.families import make_family_stack
 from ..data.synth import add_sensor_noise, make_stack
 from ..engine.fusion import Models, fuse_latents
 from .loop import cache_shards
@@ -46,12 +47,47 @@ def prepare_stack(models: Models, seed: int, size: int) -> dict[str, torch.Tenso
     }
 
 
+def prepare_family_stack(models: Models, family: str, seed: int, size: int,
+                         noisy_share: float = 0.5, max_planes: int = 12
+                         ) -> dict[str, torch.Tensor]:
+    """One stack of a physics family (`data.families`), as `prepare_stack` but without latents
+    (a head of kind "bands" does not read them): 2 to ``max_planes`` planes (log-uniform),
+    sensor noise on a ``noisy_share`` of the seeds, good masks from the same scene rendered
+    noise-free."""
+    rng = np.random.default_rng([seed, 11])
+    n = round(float(np.exp(rng.uniform(np.log(2), np.log(max_planes)))))
+    noisy = bool(rng.random() < noisy_share)
+    st = make_family_stack(family, seed, size=size, n_planes=n, noise=noisy)
+    clean = st if not noisy else make_family_stack(family, seed, size=size, n_planes=n,
+                                                   noise=False)
+    good = np.abs(clean.planes - st.ground_truth[None]).max(-1) <= GOOD_TOL
+    x = torch.from_numpy(np.ascontiguousarray(st.planes)).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        latents = models.ae.encode(x.to(models.device, models.dtype))
+        fused, _ = fuse_latents(latents, models.unet)
+        decoded = models.ae.decode(fused[None])[0].float().clamp(0, 1)
+    return {
+        "planes": x.half(),
+        "good": torch.from_numpy(good),
+        "decoded": decoded.half().cpu(),
+        "truth": torch.from_numpy(st.ground_truth).permute(2, 0, 1).half(),
+    }
+
+
 def build_pixel_cache(models: Models, out: Path, first_seed: int, n_stacks: int, size: int,
-                      log=print) -> list[Path]:
-    """Prepare stacks ``first_seed .. first_seed + n_stacks`` in shards; skip finished shards."""
-    return cache_shards(out, "pixels_", f"_{size}", first_seed, n_stacks, SHARD,
-                        lambda seeds: {"stacks": [prepare_stack(models, s, size) for s in seeds]},
-                        log)
+                      log=print, family: str | None = None, noisy_share: float = 0.5,
+                      max_planes: int = 12) -> list[Path]:
+    """Prepare stacks ``first_seed .. first_seed + n_stacks`` in shards (of `family` with
+    `prepare_family_stack` when given, else `prepare_stack`); skip finished shards."""
+    if family is None:
+        def prepare(seed):
+            return prepare_stack(models, seed, size)
+    else:
+        def prepare(seed):
+            return prepare_family_stack(models, family, seed, size, noisy_share, max_planes)
+    tag = "" if family is None else f"{family}_"
+    return cache_shards(out, f"pixels_{tag}", f"_{size}", first_seed, n_stacks, SHARD,
+                        lambda seeds: {"stacks": [prepare(s) for s in seeds]}, log)
 
 
 class PixelStacks:
@@ -67,7 +103,8 @@ class PixelStacks:
 
     def sample(self, rng: np.random.Generator, crop: int) -> dict[str, torch.Tensor]:
         """One stack, all its planes in random order (the decoded fusion saw all of them),
-        cropped to ``crop`` pixels at a latent-aligned position; float32 except ``good``."""
+        cropped to ``crop`` pixels at a latent-aligned position; float32 except ``good``;
+        "latents" only where the stack has them."""
         s = self.stacks[int(rng.integers(len(self)))]
         order = rng.permutation(s["planes"].shape[0])
         h, w = s["truth"].shape[-2:]
@@ -76,10 +113,12 @@ class PixelStacks:
         pix = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         lat = (slice(y0 // 8, (y0 + crop) // 8), slice(x0 // 8, (x0 + crop) // 8))
         idx = torch.from_numpy(order)
-        return {
+        out = {
             "planes": s["planes"][idx][(..., *pix)].float(),
             "good": s["good"][idx][(..., *pix)],
-            "latents": s["latents"][idx][(..., *lat)].float(),
             "decoded": s["decoded"][(..., *pix)].float(),
             "truth": s["truth"][(..., *pix)].float(),
         }
+        if "latents" in s:
+            out["latents"] = s["latents"][idx][(..., *lat)].float()
+        return out
