@@ -32,19 +32,25 @@ def prepare_stack(models: Models, seed: int, size: int) -> dict[str, torch.Tenso
     noisy = add_sensor_noise(np.random.default_rng([seed, 1]), base)
     if st.gray:
         noisy = np.repeat(noisy, 3, axis=-1)
-    good = np.abs(st.planes - st.ground_truth[None]).max(-1) <= GOOD_TOL
-    x = torch.from_numpy(np.ascontiguousarray(noisy)).permute(0, 3, 1, 2)
+    return _prepared(models, noisy, st.planes, st.ground_truth, latents=True)
+
+
+def _prepared(models: Models, planes: np.ndarray, clean: np.ndarray, truth: np.ndarray,
+              latents: bool) -> dict[str, torch.Tensor]:
+    """The prepared record of (Z, H, W, 3) input ``planes``, their noise-free rendering
+    ``clean`` (for the good masks) and the (H, W, 3) truth: the shipped U-Net's decoded fusion
+    of the planes, and their latents when ``latents``."""
+    good = np.abs(clean - truth[None]).max(-1) <= GOOD_TOL
+    x = torch.from_numpy(np.ascontiguousarray(planes)).permute(0, 3, 1, 2)
     with torch.inference_mode():
-        latents = models.ae.encode(x.to(models.device, models.dtype))
-        fused, _ = fuse_latents(latents, models.unet)
+        z = models.ae.encode(x.to(models.device, models.dtype))
+        fused, _ = fuse_latents(z, models.unet)
         decoded = models.ae.decode(fused[None])[0].float().clamp(0, 1)
-    return {
-        "planes": x.half(),
-        "good": torch.from_numpy(good),
-        "latents": latents.half().cpu(),
-        "decoded": decoded.half().cpu(),
-        "truth": torch.from_numpy(st.ground_truth).permute(2, 0, 1).half(),
-    }
+    out = {"planes": x.half(), "good": torch.from_numpy(good)}
+    if latents:
+        out["latents"] = z.half().cpu()
+    return {**out, "decoded": decoded.half().cpu(),
+            "truth": torch.from_numpy(truth).permute(2, 0, 1).half()}
 
 
 def prepare_family_stack(models: Models, family: str, seed: int, size: int,
@@ -60,18 +66,7 @@ def prepare_family_stack(models: Models, family: str, seed: int, size: int,
     st = make_family_stack(family, seed, size=size, n_planes=n, noise=noisy)
     clean = st if not noisy else make_family_stack(family, seed, size=size, n_planes=n,
                                                    noise=False)
-    good = np.abs(clean.planes - st.ground_truth[None]).max(-1) <= GOOD_TOL
-    x = torch.from_numpy(np.ascontiguousarray(st.planes)).permute(0, 3, 1, 2)
-    with torch.inference_mode():
-        latents = models.ae.encode(x.to(models.device, models.dtype))
-        fused, _ = fuse_latents(latents, models.unet)
-        decoded = models.ae.decode(fused[None])[0].float().clamp(0, 1)
-    return {
-        "planes": x.half(),
-        "good": torch.from_numpy(good),
-        "decoded": decoded.half().cpu(),
-        "truth": torch.from_numpy(st.ground_truth).permute(2, 0, 1).half(),
-    }
+    return _prepared(models, st.planes, clean.planes, st.ground_truth, latents=False)
 
 
 def build_pixel_cache(models: Models, out: Path, first_seed: int, n_stacks: int, size: int,
