@@ -5,11 +5,13 @@ import torch.nn.functional as F
 
 from napari_vaeedof.engine.compose import (
     FILL_DEAD,
+    band_features,
     band_weights,
     blend_bands,
     box_mean,
     collapse,
     compose,
+    compose_bands,
     departure,
     depth_and_confidence,
     fill_weight,
@@ -17,6 +19,7 @@ from napari_vaeedof.engine.compose import (
     laplacian_pyramid,
     noise_floor,
     pixel_blend,
+    plane_chunks,
     selection_weights,
     sharpness,
     sharpness_features,
@@ -151,6 +154,42 @@ def test_band_blend_stays_within_the_planes_range():
     coarse[:, :, 14:18] = 0.5
     out = blend_bands(planes, band_weights(coarse, planes))
     assert torch.all(out >= planes.amin(0)) and torch.all(out <= planes.amax(0))
+
+
+def test_plane_chunks_cover_every_plane_once_within_the_budget():
+    from napari_vaeedof.engine import compose as module
+
+    for planes, pixels in [(7, 512 * 512), (60, 768 * 768), (1, 4096 * 4096), (5, 10)]:
+        chunks = plane_chunks(planes, pixels)
+        assert [i for c in chunks for i in range(c.start, c.stop)] == list(range(planes))
+        assert all(c.stop - c.start == 1 or (c.stop - c.start) * pixels <= module.CHUNK_PIXELS
+                   for c in chunks)
+
+
+def test_working_on_chunks_of_planes_changes_nothing(monkeypatch):
+    """The per-plane work runs a few planes at a time (memory and time per plane independent
+    of the stack's depth): one plane per chunk gives what the whole stack at once gives."""
+    from napari_vaeedof.engine import compose as module
+
+    g = torch.Generator().manual_seed(3)
+    planes = torch.rand(5, 3, 48, 40, generator=g)
+    planes[1:3] = 0.5 + 0.02 * torch.randn(2, 3, 48, 40, generator=g)  # noise near the floor
+    source = planes * 1.2 - 0.1  # unclipped values, composed but not steering
+    logits, fill_logit = torch.randn(5, 6, 5, generator=g) * 3, torch.randn(6, 5, generator=g)
+
+    def run():
+        coarse = selection_weights(logits, planes)
+        reference = blend_bands(source, band_weights(coarse, planes))
+        return [*pixel_blend(logits, fill_logit, planes, source), reference,
+                compose_bands(coarse, planes), band_features(planes), departure(reference, source)]
+
+    whole = run()
+    monkeypatch.setattr(module, "CHUNK_PIXELS", 48 * 40)
+    assert len(plane_chunks(5, 48 * 40)) == 5
+    chunked = run()
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole[0], whole[3], atol=1e-5, rtol=1e-5)  # running softmax
 
 
 def test_fill_is_exactly_zero_below_the_dead_zone_and_one_above():

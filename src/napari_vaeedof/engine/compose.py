@@ -57,6 +57,24 @@ NOISE_AVERAGE = 3.0
 COMPARE_RADIUS = 2
 #: Planes whose values differ by less than this (2 grey levels of 8 bits) show the same content.
 AGREE_LEVELS = 2 / 255
+#: Plane-pixels per chunk of the per-plane work (pyramids, energies, guided filters). Whole-stack
+#: temporaries of a deep stack are hundreds of MB; glibc serves every allocation above 32 MB
+#: with fresh pages from the kernel, so each such temporary costs its page faults again, and
+#: time per plane grew with the plane count (pixel mode, one 512 px tile: 70 ms per plane at 7
+#: planes, 278 ms at 60; with glibc told never to mmap, 61 and 70 ms). Chunks of 1 MPx-planes
+#: (12 MB of RGB float32) stay below that and in cache.
+CHUNK_PIXELS = 1 << 20
+
+
+def plane_chunks(planes: int, pixels: int) -> list[slice]:
+    """Consecutive slices over ``planes`` planes of ``pixels`` pixels each, at most
+    `CHUNK_PIXELS` plane-pixels per slice (at least one plane).
+
+    >>> plane_chunks(7, 512 * 512)
+    [slice(0, 4, None), slice(4, 7, None)]
+    """
+    step = max(1, CHUNK_PIXELS // max(pixels, 1))
+    return [slice(i, min(i + step, planes)) for i in range(0, planes, step)]
 
 
 def luma(planes: torch.Tensor) -> torch.Tensor:
@@ -125,16 +143,20 @@ def band_features(planes: torch.Tensor, cell: int = 8) -> torch.Tensor:
     energy (squared coefficients summed over colour) averaged over each cell; the plane's mean
     colour per cell; the log of the tile's `noise_floor` (the same for every plane). Log
     energies are divided by 4 so that they span a few units."""
-    bands = laplacian_pyramid(planes.float(), FEATURE_BANDS)
-    feats = []
-    for k, band in enumerate(bands[:-1]):
-        energy = band.square().sum(1, keepdim=True)
-        size = max(cell >> k, 1)
-        feats.append(torch.log(F.avg_pool2d(energy, size) + 1e-8) / 4)
-    colour = F.avg_pool2d(planes.float(), cell)
-    floor = torch.log(noise_floor(bands[0]) + 1e-8) / 4
-    feats += [colour, floor.expand_as(colour[:, :1])]
-    return torch.cat(feats, 1)
+    chunks, medians = [], []
+    for c in plane_chunks(planes.shape[0], planes.shape[-2] * planes.shape[-1]):
+        x = planes[c].float()
+        feats = []
+        for k, band in enumerate(laplacian_pyramid(x, FEATURE_BANDS)[:-1]):
+            energy = band.square().sum(1, keepdim=True)
+            if k == 0:
+                medians.append(plane_noise(energy))
+            size = max(cell >> k, 1)
+            feats.append(torch.log(F.avg_pool2d(energy, size) + 1e-8) / 4)
+        chunks.append(torch.cat([*feats, F.avg_pool2d(x, cell)], 1))
+    feats = torch.cat(chunks)
+    floor = torch.log(torch.cat(medians).amin() + 1e-8) / 4
+    return torch.cat([feats, floor.expand_as(feats[:, :1])], 1)
 
 
 def selection_weights(logits: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
@@ -145,11 +167,20 @@ def selection_weights(logits: torch.Tensor, planes: torch.Tensor) -> torch.Tenso
     are the head's choice; `band_weights` refines it band by band.
     """
     soft = torch.softmax(logits.float(), 0)[:, None]
-    up = F.interpolate(soft, size=planes.shape[-2:], mode="bilinear", align_corners=False)
-    refined = guided_filter(luma(planes.float()), up).clamp_min(0)[:, 0]
+    size = planes.shape[-2:]
+    chunks = plane_chunks(planes.shape[0], size[0] * size[1])
+
+    def up(c: slice) -> torch.Tensor:
+        return F.interpolate(soft[c], size=size, mode="bilinear", align_corners=False)
+
+    refined = torch.cat([guided_filter(luma(planes[c].float()), up(c)).clamp_min(0)[:, 0]
+                         for c in chunks])
     total = refined.sum(0, keepdim=True)
-    # Where the filter took every plane's weight to zero, keep the plain upsampled weights.
-    return torch.where(total > 1e-6, refined / total.clamp_min(1e-6), up[:, 0])
+    flat = total <= 1e-6
+    weights = refined / total.clamp_min(1e-6)
+    if flat.any():  # where the filter took every plane's weight to zero: the plain upsampling
+        weights = torch.where(flat, torch.cat([up(c)[:, 0] for c in chunks]), weights)
+    return weights
 
 
 def fill_weight(logit: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
@@ -176,8 +207,10 @@ def departure(image: torch.Tensor, planes: torch.Tensor, radius: int = COMPARE_R
     colour), then the minimum over planes: 0 where the output is, around that pixel, some plane's
     own pixels; high where it matches no plane (fog, ghost rings, a halo, synthesised fill).
     """
-    diff = (planes.float() - image.float()[None]).abs().mean(1, keepdim=True)
-    return box_mean(diff, radius)[:, 0].amin(0)
+    image = image.float()[None]
+    return torch.stack([
+        box_mean((planes[c].float() - image).abs().mean(1, keepdim=True), radius)[:, 0].amin(0)
+        for c in plane_chunks(planes.shape[0], planes.shape[-2] * planes.shape[-1])]).amin(0)
 
 
 def depth_and_confidence(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +218,7 @@ def depth_and_confidence(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     (0: all planes weigh the same, 1: one plane takes all the weight)."""
     z = weights.shape[0]
     index = torch.arange(z, dtype=weights.dtype, device=weights.device)
-    depth = (weights * index[:, None, None]).sum(0)
+    depth = torch.tensordot(index, weights, 1)
     if z == 1:
         return depth, torch.ones_like(depth)
     conf = (weights.amax(0) - 1 / z) / (1 - 1 / z)
@@ -270,7 +303,45 @@ def noise_floor(fine: torch.Tensor) -> torch.Tensor:
     scalar: its median energy (squared coefficients summed over colour) in the plane where it
     is lowest, the energy every plane carries without detail (sensor noise, quantisation,
     compression). About 0 for noise-free planes."""
-    return fine.square().sum(1).flatten(1).median(1).values.amin()
+    return plane_noise(fine.square().sum(1, keepdim=True)).amin()
+
+
+def plane_noise(energy: torch.Tensor) -> torch.Tensor:
+    """(Z, 1, H, W) finest-band energy -> (Z,) its median per plane; `noise_floor` is their
+    minimum."""
+    return energy.flatten(1).median(1).values
+
+
+def _band_logits(coarse: torch.Tensor, planes: torch.Tensor, levels: int, sharpen: float):
+    """What `band_weights` takes the softmax of, a chunk of planes at a time: yields (chunk,
+    [logits (K, 1, h_l, w_l) of each detail band], base weights (K, 1, h, w) before
+    normalisation). Two passes over the chunks: band energies, the noise floor and the most
+    detail anywhere in the stack first, then the logits."""
+    z = planes.shape[0]
+    chunks = plane_chunks(z, planes.shape[-2] * planes.shape[-1])
+    gains = white_noise_gains(levels)
+    energies, medians, local = [], [], [None] * levels
+    for c in chunks:
+        energy = [d.square().sum(1, keepdim=True)
+                  for d in laplacian_pyramid(planes[c].float(), levels)[:-1]]
+        medians.append(plane_noise(energy[0]))
+        for k, e in enumerate(energy):  # the most detail here, in any plane
+            most = box_mean(e, COMPARE_RADIUS).amax(0, keepdim=True)
+            local[k] = most if local[k] is None else torch.maximum(local[k], most)
+        energies.append(energy)
+    floor0 = torch.cat(medians).amin()
+    for c, energy in zip(chunks, energies, strict=True):
+        prior = gaussian_pyramid(coarse[c, None], levels)
+        logits = []
+        for p, e, most, gain in zip(prior[:-1], energy, local, gains, strict=True):
+            floor = floor0 * gain
+            near = 1 / (1 + most / (NOISE_SMOOTH * floor + 1e-12))  # 1 at the noise floor
+            e = e + near * (box_mean(e, 1) - e)
+            even = NOISE_AVERAGE * floor / (most + NOISE_AVERAGE * floor + 1e-12)
+            p = p + even * (1 / z - p)
+            logits.append(torch.log(p.clamp_min(1e-8))
+                          + 0.5 * sharpen * torch.log(e + NOISE_FLOOR * floor + 1e-10))
+        yield c, logits, prior[-1]
 
 
 def band_weights(coarse: torch.Tensor, planes: torch.Tensor, levels: int = BAND_LEVELS,
@@ -288,25 +359,17 @@ def band_weights(coarse: torch.Tensor, planes: torch.Tensor, levels: int = BAND_
     Near the noise floor, energy is compared over 3x3 windows (NOISE_SMOOTH) and the weights
     lean to equal (NOISE_AVERAGE), so planes' noise averages instead of one plane's noise being
     picked coefficient by coefficient. For the base: the head's weights alone.
+
+    `compose_bands` blends with these weights without holding them all at once.
     """
-    prior = gaussian_pyramid(coarse[:, None], levels)
-    detail = laplacian_pyramid(planes.float(), levels)
-    floor0 = noise_floor(detail[0])
-    out = []
-    for p, d, gain in zip(prior[:-1], detail[:-1], white_noise_gains(levels), strict=True):
-        energy = d.square().sum(1, keepdim=True)
-        floor = floor0 * gain
-        local = box_mean(energy, COMPARE_RADIUS).amax(0, keepdim=True)  # the most detail here
-        near = 1 / (1 + local / (NOISE_SMOOTH * floor + 1e-12))  # 1 at the noise floor
-        energy = energy + near * (box_mean(energy, 1) - energy)
-        even = NOISE_AVERAGE * floor / (local + NOISE_AVERAGE * floor + 1e-12)
-        p = p + even * (1 / p.shape[0] - p)
-        logw = torch.log(p.clamp_min(1e-8)) + 0.5 * sharpen * torch.log(
-            energy + NOISE_FLOOR * floor + 1e-10)
-        out.append(torch.softmax(logw, 0))
-    p = prior[-1]
-    out.append(p / p.sum(0, keepdim=True).clamp_min(1e-12))
-    return out
+    logits, bases = [[] for _ in range(levels)], []
+    for _, band_logits, base in _band_logits(coarse, planes, levels, sharpen):
+        for k, x in enumerate(band_logits):
+            logits[k].append(x)
+        bases.append(base)
+    p = torch.cat(bases)
+    return [*(torch.softmax(torch.cat(x), 0) for x in logits),
+            p / p.sum(0, keepdim=True).clamp_min(1e-12)]
 
 
 def blend_bands(planes: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
@@ -317,6 +380,34 @@ def blend_bands(planes: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tens
     bands = laplacian_pyramid(planes.float(), len(weights) - 1)
     out = collapse([(w * b).sum(0, keepdim=True) for w, b in zip(weights, bands, strict=True)])
     return torch.minimum(torch.maximum(out[0], planes.amin(0)), planes.amax(0))
+
+
+def compose_bands(coarse: torch.Tensor, planes: torch.Tensor, source: torch.Tensor | None = None,
+                  levels: int = BAND_LEVELS, sharpen: float = BAND_SHARPEN) -> torch.Tensor:
+    """``blend_bands(source, band_weights(coarse, planes))``, a chunk of planes at a time (a
+    running softmax per band), so that its memory and time per plane do not grow with the
+    stack. ``source`` (default ``planes``) are the values blended. -> (3, H, W)."""
+    source = planes if source is None else source
+    acc, den, top = [None] * (levels + 1), [None] * (levels + 1), [None] * levels
+    lo = hi = None
+    for c, logits, base in _band_logits(coarse, planes, levels, sharpen):
+        x = source[c].float()
+        bands = laplacian_pyramid(x, levels)
+        for k, (logit, band) in enumerate(zip(logits, bands, strict=False)):
+            m = logit.amax(0, keepdim=True)
+            if top[k] is not None:  # rescale what was summed under the previous maximum
+                m = torch.maximum(m, top[k])
+                scale = torch.exp(top[k] - m)
+                acc[k], den[k] = acc[k] * scale, den[k] * scale
+            e = torch.exp(logit - m)
+            a, d = (e * band).sum(0, keepdim=True), e.sum(0, keepdim=True)
+            acc[k], den[k], top[k] = (a, d, m) if top[k] is None else (acc[k] + a, den[k] + d, m)
+        a, d = (base * bands[-1]).sum(0, keepdim=True), base.sum(0, keepdim=True)
+        acc[-1], den[-1] = (a, d) if acc[-1] is None else (acc[-1] + a, den[-1] + d)
+        xmin, xmax = x.amin(0), x.amax(0)
+        lo, hi = (xmin, xmax) if lo is None else (torch.minimum(lo, xmin), torch.maximum(hi, xmax))
+    out = collapse([a / d.clamp_min(1e-12) for a, d in zip(acc, den, strict=True)])
+    return torch.minimum(torch.maximum(out[0], lo), hi)
 
 
 def pixel_blend(logits: torch.Tensor, fill_logit: torch.Tensor, planes: torch.Tensor,
@@ -337,7 +428,7 @@ def pixel_blend(logits: torch.Tensor, fill_logit: torch.Tensor, planes: torch.Te
     """
     source = planes if source is None else source
     weights = selection_weights(logits, planes)
-    blend = blend_bands(source, band_weights(weights, planes))
+    blend = compose_bands(weights, planes, source)
     fill = fill_weight(fill_logit, luma(blend[None].detach())[0]) * planes_disagree(planes)
     return blend, weights, fill
 
