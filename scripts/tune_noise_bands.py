@@ -64,11 +64,12 @@ def record(first: int, n: int) -> list[dict]:
     return recs
 
 
-def recompose(rec: dict, sharpen: float = compose.BAND_SHARPEN) -> np.ndarray:
+def recompose(rec: dict, sharpen: float = compose.BAND_SHARPEN,
+              levels: int = compose.BAND_LEVELS) -> np.ndarray:
     """The recorded stack's image with the module's current noise constants."""
     _, _, planes, source = rec["args"]
     blend, weights, fill = rec["out"]
-    new = compose.blend_bands(source, compose.band_weights(weights, planes, sharpen=sharpen))
+    new = compose.blend_bands(source, compose.band_weights(weights, planes, levels, sharpen))
     delta = ((1 - fill)[None] * (new - blend)).permute(1, 2, 0).numpy()
     image = np.asarray(rec["image"], np.float64)
     # image = blend * scale + offset per channel (the stack's normalisation): fit the scale
@@ -87,6 +88,7 @@ def main(argv=None) -> int:
     p.add_argument("--smooth", type=float, nargs="+", default=[0.0, 10.0])
     p.add_argument("--average", type=float, nargs="+", default=[0.0, 3.0, 10.0])
     p.add_argument("--sharpen", type=float, nargs="+", default=[compose.BAND_SHARPEN])
+    p.add_argument("--levels", type=int, nargs="+", default=[compose.BAND_LEVELS])
     args = p.parse_args(argv)
     if args.cache.exists():
         recs = pickle.loads(args.cache.read_bytes())
@@ -95,19 +97,19 @@ def main(argv=None) -> int:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         args.cache.write_bytes(pickle.dumps(recs))
     groups = sorted({(r["family"], r["split"]) for r in recs})
-    print("| sharpen | floor | smooth | average | "
+    print("| levels | sharpen | floor | smooth | average | "
           + " | ".join(f"{f} {s}" for f, s in groups) + " |")
-    print("|---|---|---|---|" + "---|" * len(groups))
+    print("|---|---|---|---|---|" + "---|" * len(groups))
     saved = compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE
     try:
-        for sharpen, floor, smooth, average in itertools.product(
-                args.sharpen, args.floor, args.smooth, args.average):
+        for levels, sharpen, floor, smooth, average in itertools.product(
+                args.levels, args.sharpen, args.floor, args.smooth, args.average):
             compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE = \
                 floor, smooth, average
             cells = []
             for group in groups:
                 rs = [r for r in recs if (r["family"], r["split"]) == group]
-                outs = [recompose(r, sharpen) for r in rs]
+                outs = [recompose(r, sharpen, levels) for r in rs]
                 hard = sum(float(((o - r["truth"]) ** 2).mean(-1)[r["mask"]].sum())
                            for o, r in zip(outs, rs, strict=True))
                 hard /= max(sum(int(r["mask"].sum()) for r in rs), 1)
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
                 cells.append(f"{np.mean([psnr(o, r['truth']) for o, r in pairs]):.2f}"
                              f" / {np.mean([ssim(o, r['truth']) for o, r in pairs]):.3f}"
                              f" / {10 * np.log10(1 / max(hard, 1e-12)):.2f}")
-            print(f"| {sharpen:g} | {floor:g} | {smooth:g} | {average:g} | "
+            print(f"| {levels} | {sharpen:g} | {floor:g} | {smooth:g} | {average:g} | "
                   + " | ".join(cells) + " |",
                   flush=True)
     finally:
