@@ -50,6 +50,8 @@ METHODS: tuple[Method, ...] = (
     Method("ours:vaeedof_error", "VAEEDOF + error map (ours)", "same image, error map on"),
     Method("ours:vaeedof_latent", "VAEEDOF latent mode (ours)", "the paper's pure latent "
            "fusion, error map off"),
+    Method("ours:vaeedof_nofill", "VAEEDOF pixel-faithful, no fill (ours)", "fill=False: the "
+           "planes' values only, no VAE; error map off"),
     Method("ours:laplacian_pyramid", "Laplacian pyramid (our baseline)"),
     Method("ours:variance_argmax", "variance argmax (our baseline)"),
     Method("openfocus:stackmffv3", "openfocus StackMFF V3", "neural; openfocus default"),

@@ -40,7 +40,8 @@ import numpy as np
 
 Fuse = Callable[[np.ndarray], np.ndarray]  # (Z, H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB
 
-OURS = ("vaeedof", "vaeedof_error", "vaeedof_latent", "laplacian_pyramid", "variance_argmax")
+OURS = ("vaeedof", "vaeedof_error", "vaeedof_latent", "vaeedof_nofill", "laplacian_pyramid",
+        "variance_argmax")
 OPENFOCUS = ("stackmffv3", "stackmffv2", "stackmff", "openfocus_a", "openfocus_b", "openfocus_c",
              "guided_filter", "gfgfgf", "dct", "dtcwt")
 FOCUSWEAVE = ("laplacian",)
@@ -56,11 +57,12 @@ def _to_u8(img: np.ndarray, scale: float = 255.0) -> np.ndarray:
 
 
 def _ours(name: str, device: str, tile_size: int = 512) -> Fuse:
-    if name in ("vaeedof", "vaeedof_error", "vaeedof_latent"):
+    if name in ("vaeedof", "vaeedof_error", "vaeedof_latent", "vaeedof_nofill"):
         from napari_vaeedof import fuse_stack
 
         unet = os.environ.get("VAEEDOF_BENCH_UNET") or None
-        mode = {"mode": "latent"} if name == "vaeedof_latent" else {}  # else the default
+        mode = {"vaeedof_latent": {"mode": "latent"}, "vaeedof_nofill": {"fill": False}}.get(
+            name, {})  # else the default
 
         def fuse(stack: np.ndarray) -> np.ndarray:
             res = fuse_stack(stack, axis=0, device=device, tile_size=tile_size,

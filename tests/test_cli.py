@@ -48,6 +48,22 @@ def test_fuse_writes_depth_and_fill_maps_in_z_units(tmp_path, random_unet):
     assert not (tmp_path / "b.tif").exists() and not (tmp_path / "f2.tif").exists()
 
 
+def test_no_fill_is_recorded_and_refused_in_latent_mode(tmp_path, random_unet, capsys):
+    path, _planes = _stack_file(tmp_path)
+    out, fill = tmp_path / "fused.tif", tmp_path / "fill.tif"
+    assert main(["fuse", str(path), "-o", str(out), "--fill-map", str(fill), "--no-fill",
+                 "--unet", str(random_unet), "-q"]) == 0
+    assert tifffile.imread(fill).max() == 0
+    with tifffile.TiffFile(out) as tif:
+        assert json.loads(tif.imagej_metadata["Info"])["fill"] is False
+    capsys.readouterr()
+    assert main(["fuse", str(path), "-o", str(tmp_path / "b.tif"), "--mode", "latent",
+                 "--no-fill"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fill=False needs mode='pixel'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b.tif").exists()
+
+
 def test_bad_input_writes_nothing_and_exits_2(tmp_path, capsys):
     out = tmp_path / "fused.tif"
     bad = tmp_path / "flat.tif"

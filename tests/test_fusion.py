@@ -123,6 +123,35 @@ def bands_models(random_unet, random_bands_selection):
     return load_models("cpu", "float32", random_unet, random_bands_selection)
 
 
+def test_without_fill_the_vae_never_runs_and_every_value_is_the_planes(bands_models):
+    """fill=False where the head would fill (fill bias 0): the fill map is 0, TAEF2 does not
+    run, every output value lies in the range the planes span at that pixel, and the image is
+    the one the same head gives where it asks for no fill."""
+    encoded = []
+    hook = bands_models.ae.encoder.register_forward_hook(lambda m, i, o: encoded.append(1))
+    old = bands_models.selection.fill[1].bias.clone()
+    planes = torch.rand(3, 3, 256, 256)
+    try:
+        with torch.no_grad():
+            bands_models.selection.fill[1].bias.fill_(0.0)
+        filled = fuse_planes(planes, bands_models, mode="pixel", error_map=False)
+        assert filled["fill"].any() and encoded
+        encoded.clear()
+        strict = fuse_planes(planes, bands_models, mode="pixel", error_map=False, fill=False)
+        with torch.no_grad():
+            bands_models.selection.fill[1].bias.fill_(-20.0)
+        unfilled = fuse_planes(planes, bands_models, mode="pixel", error_map=False)
+    finally:
+        hook.remove()
+        with torch.no_grad():
+            bands_models.selection.fill[1].bias.copy_(old)
+    assert encoded == [] and strict["fill"].max() == 0
+    image = strict["image"]
+    assert torch.all(image >= planes.amin(0)) and torch.all(image <= planes.amax(0))
+    torch.testing.assert_close(image, unfilled["image"])
+    torch.testing.assert_close(strict["depth"], filled["depth"])
+
+
 @pytest.mark.parametrize("bias", [-20.0, 0.0])
 def test_bands_head_runs_the_vae_only_on_the_fill_windows(bands_models, bias):
     encoded = []

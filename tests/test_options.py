@@ -38,6 +38,8 @@ def test_fuse_stack_defaults_are_the_options_defaults():
     ({"precision": "fp16"}, ValueError, "precision must be 'auto' or one of"),
     ({"match_gain": 1}, ValueError, "match_gain must be True or False"),
     ({"error_map": "yes"}, ValueError, "error_map must be True or False"),
+    ({"fill": 0}, ValueError, "fill must be True or False"),
+    ({"fill": False, "mode": "latent"}, ValueError, "fill=False needs mode='pixel'"),
 ])
 def test_bad_options_are_refused_when_made(kwargs, error, message):
     with pytest.raises(error, match=message):

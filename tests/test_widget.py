@@ -365,6 +365,18 @@ def test_latent_mode_gives_no_depth_or_fill(viewer_widget, qtbot):
     assert viewer.layers["z fused"].metadata["mode"] == "latent"
 
 
+def test_unticking_fill_gives_the_planes_values_only(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_gray_stack(n=3, height=64, width=64), name="z")
+    assert widget.fill.value and widget.fill.enabled
+    widget.fill.value = False
+    _run(widget, qtbot)
+    assert viewer.layers["z fused"].metadata["fill"] is False
+    assert viewer.layers["z synthesised fill"].data.max() == 0
+    widget.mode.value = "latent"  # latent mode decodes every pixel: the choice does not apply
+    assert not widget.fill.enabled and widget.fusion_options().fill
+
+
 def test_align_choice_reaches_the_fusion(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     viewer.add_image(_gray_stack(n=3, height=64, width=64), name="z")

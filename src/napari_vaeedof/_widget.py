@@ -207,6 +207,14 @@ class FusionWidget(Container):
             "learned latent fusion only where none is (fill map). latent: every pixel decoded "
             "from the fused latent, as in the VAEEDOF paper.",
         )
+        self.fill = CheckBox(
+            value=True,
+            text="fill where no plane is sharp",
+            tooltip="Pixel-faithful mode: where no plane holds the content, use the learned "
+            "latent fusion (marked in the fill map). Untick to never synthesise content: "
+            "every output value is then a blend of the planes' own values, and the VAE does "
+            "not run (faster on stacks with much out-of-focus content).",
+        )
         self.align = ComboBox(
             choices=list(ALIGNMENTS),
             value="none",
@@ -264,6 +272,7 @@ class FusionWidget(Container):
             self.overlap,
             self.precision,
             self.mode,
+            self.fill,
             self.align,
             Container(
                 widgets=[self.out_fused, self.out_error, self.out_depth, self.out_fill],
@@ -328,7 +337,7 @@ class FusionWidget(Container):
             self.focus_axis.value = _layers.default_focus_axis(self.layer.value)
 
     def _on_fusion_mode(self, value: str) -> None:
-        self.out_depth.enabled = self.out_fill.enabled = value == "pixel"
+        self.out_depth.enabled = self.out_fill.enabled = self.fill.enabled = value == "pixel"
 
     def chosen_outputs(self) -> tuple[str, ...]:
         """The ticked outputs that the chosen mode produces."""
@@ -369,7 +378,8 @@ class FusionWidget(Container):
         return FusionOptions(tile_size=None if auto else int(self.tile_size.value),
                              overlap=None if auto else int(self.overlap.value),
                              device=self.device.value, precision=self.precision.value,
-                             mode=self.mode.value, align=self.align.value, error_map=error_map)
+                             mode=self.mode.value, align=self.align.value, error_map=error_map,
+                             fill=bool(self.fill.value) or self.mode.value != "pixel")
 
     def fuse(self, _value=None) -> FunctionWorker | None:
         """Start the fusion (what the Fuse button does); returns the started worker."""

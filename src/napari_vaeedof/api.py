@@ -366,6 +366,7 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
                             rgb=rgb)
     tile_size, overlap, batch_size = opts.tile_size, opts.overlap, opts.batch_size
     device, precision, mode, error_map = opts.device, opts.precision, opts.mode, opts.error_map
+    fill = opts.fill
     unet_path, selection_path = opts.unet_path, opts.selection_path
     align, match_gain = opts.align, opts.match_gain
     _check_device(device)
@@ -416,10 +417,10 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
     # Keys from what decides a tile's values: the planes (their bytes, or a dask array's
     # graph name), the normalisation, the options and the weights' hashes; two stacks never
     # share a key, the same stack and options always do (dask's cache, a distributed client).
-    token = tokenize(x, norm.lo, norm.hi, str(norm.dtype), layout.mode, mode, error_map, batch,
-                     spec.hashes, spec.device, spec.precision)
+    token = tokenize(x, norm.lo, norm.hi, str(norm.dtype), layout.mode, mode, error_map, fill,
+                     batch, spec.hashes, spec.device, spec.precision)
     tiles = [task(x[:, y0:y1, x0:x1, :], norm, layout.mode == "rgb", spec, mode=mode,
-                  error_map=error_map, batch=batch, progress=step,
+                  error_map=error_map, fill=fill, batch=batch, progress=step,
                   dask_key_name=f"vaeedof-tile-{tokenize(token, y0, y1, x0, x1)}")
              for y0, y1, x0, x1 in grid.boxes]
     metadata = {
@@ -429,7 +430,8 @@ def _plan(stack, opts: FusionOptions, *, axis: int, channel_axis: int | None,
         "n_planes": int(z),
         "group_size": GROUP,
         "unet_calls_per_unit": unet_calls(int(z)),
-        **({"selection_inputs": models.selection.config.inputs} if mode == "pixel" else {}),
+        **({"selection_inputs": models.selection.config.inputs, "fill": fill}
+           if mode == "pixel" else {}),
         "colour_mode": layout.mode,
         **({"alpha": "dropped: the result is RGB"} if layout.alpha_dropped else {}),
         "tile_size": tile_size,
@@ -530,7 +532,7 @@ def _options(arguments: dict) -> FusionOptions:
 def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                     rgb: bool | None = None, tile_size: int | None = None,
                     overlap: int | None = None, device: str = "auto", precision: str = "auto",
-                    error_map: bool = True, batch_size: int | None = None,
+                    error_map: bool = True, fill: bool = True, batch_size: int | None = None,
                     unet_path: str | os.PathLike | None = None,
                     selection_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
                     z_positions=None, align: str = "none", match_gain: bool = False,
@@ -562,7 +564,7 @@ def iter_fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
 def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
                rgb: bool | None = None, tile_size: int | None = None,
                overlap: int | None = None, device: str = "auto", precision: str = "auto",
-               error_map: bool = True, batch_size: int | None = None,
+               error_map: bool = True, fill: bool = True, batch_size: int | None = None,
                unet_path: str | os.PathLike | None = None,
                selection_path: str | os.PathLike | None = None, mode: str = DEFAULT_MODE,
                z_positions=None, align: str = "none", match_gain: bool = False,
@@ -599,6 +601,10 @@ def fuse_stack(stack, *, axis: int = 0, channel_axis: int | None = None,
         'float32', 'float16' or 'bfloat16'.
     error_map : also compute the error map: in pixel mode the output's departure from the
         planes (cheap), in latent mode the VAE reconstruction error (one decode per plane).
+    fill : pixel mode: synthesise content (the decoded latent fusion) where no plane holds it
+        (default); False: never, every output value is a blend of the planes' own values
+        (within the range they span at that pixel), and TAEF2 and the U-Net do not run; faster
+        on stacks with much out-of-focus content. Latent mode takes only True.
     batch_size : planes per encode/decode batch, at least 1 (default 1 MPx of tile on the CPU,
         4 planes of 512 px; 8 MPx on a GPU).
     unet_path : a Fusion U-Net safetensors file instead of the packaged weights.

@@ -33,7 +33,8 @@ def fusion_options(args: argparse.Namespace):
 
     return FusionOptions(mode=args.mode or DEFAULT_MODE, tile_size=args.tile_size,
                          overlap=args.overlap, device=args.device, precision=args.precision,
-                         unet_path=args.unet, align=args.align, match_gain=args.match_gain)
+                         unet_path=args.unet, align=args.align, match_gain=args.match_gain,
+                         fill=args.fill)
 
 
 def _fuse_and_write(stack, args: argparse.Namespace, output: Path, maps: dict,
@@ -370,6 +371,10 @@ def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
                         help="pixel: the planes' own pixels where in focus, latent fusion where "
                         "no plane holds the content (the default); latent: the paper's pure "
                         "latent fusion")
+    parser.add_argument("--no-fill", dest="fill", action="store_false",
+                        help="pixel mode: never synthesise content; every output value is a "
+                        "blend of the planes' own values, and the VAE does not run (faster "
+                        "where much of the sample is out of focus in every plane)")
     parser.add_argument("--axis", type=int, help="focus axis (default: from the file, else 0)")
     parser.add_argument("--channel-axis", type=int, help="channel axis of a multichannel stack")
     parser.add_argument("--samples-as-planes", action="store_true", help="a TIFF without a focus "

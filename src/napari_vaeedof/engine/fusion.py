@@ -204,7 +204,7 @@ class TileChannels:
 
 @torch.inference_mode()
 def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MODE,
-                error_map: bool = True, batch: int = 8,
+                error_map: bool = True, fill: bool = True, batch: int = 8,
                 pixels: torch.Tensor | None = None,
                 progress: Callable[[str, int], None] | None = None) -> dict[str, torch.Tensor]:
     """(Z, 3, H, W) RGB in [0, 1] -> {"image": (3, H, W)} plus (H, W) maps: "error" (with
@@ -215,7 +215,8 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
 
     In pixel mode with a selection head of kind "bands" the VAE and the U-Net run only on
     `fill_windows` around the fill, not at all in a tile without fill; with a head of kind
-    "latents" (and in latent mode) every plane is encoded whole.
+    "latents" (and in latent mode) every plane is encoded whole. ``fill=False`` (pixel mode):
+    the fill map is 0 everywhere, the image is the planes' band blend alone.
 
     ``progress(stage, n)``, if given, is called after each step of work: ("encode", planes)
     after each encoder batch, ("fuse", groups) after each U-Net call, ("compose", 1) once the
@@ -242,23 +243,25 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
             _pad_to_multiple(pixels.to(models.device, torch.float32), MULTIPLE)[0]
         if x.shape[0] == 1:
             weights = torch.ones_like(xf[:, 0])
-            blend, fill = source[0], torch.zeros_like(xf[0, 0])
+            blend, fill_map = source[0], torch.zeros_like(xf[0, 0])
         else:
             logits, fill_logit = models.selection(head_inputs(kind, xf, latents))
-            blend, weights, fill = pixel_blend(logits[0], fill_logit[0], xf, source)
+            if not fill:  # below the dead zone everywhere: exactly no fill
+                fill_logit = torch.full_like(fill_logit, -torch.inf)
+            blend, weights, fill_map = pixel_blend(logits[0], fill_logit[0], xf, source)
         # The decoded latent fusion only where it is used: not at all in a tile without fill.
-        if fill.any() and latents is not None:
-            out["image"] = compose(blend, decode_fused(latents), fill)
-        elif fill.any():
+        if fill_map.any() and latents is not None:
+            out["image"] = compose(blend, decode_fused(latents), fill_map)
+        elif fill_map.any():
             decoded = torch.zeros_like(blend)
-            for rows, cols in fill_windows(fill):
+            for rows, cols in fill_windows(fill_map):
                 z = _batched(models.ae.encode, x[..., rows, cols], batch, progress, "encode")
                 decoded[:, rows, cols] = decode_fused(z)
-            out["image"] = compose(blend, decoded, fill)
+            out["image"] = compose(blend, decoded, fill_map)
         else:
             out["image"] = blend
         out["depth"], out["confidence"] = depth_and_confidence(weights)
-        out["fill"] = fill
+        out["fill"] = fill_map
     if progress is not None:
         progress("compose", 1)
     if error_map and mode == "pixel":
@@ -274,8 +277,9 @@ def fuse_planes(planes: torch.Tensor, models: Models, *, mode: str = DEFAULT_MOD
 
 
 def fuse_tile(tile: np.ndarray, norm: Normalization, rgb: bool, models: Models,
-              *, mode: str = DEFAULT_MODE, error_map: bool = True, batch: int = 8,
-              progress: Callable[[str, int], None] | None = None) -> np.ndarray:
+              *, mode: str = DEFAULT_MODE, error_map: bool = True, fill: bool = True,
+              batch: int = 8, progress: Callable[[str, int], None] | None = None
+              ) -> np.ndarray:
     """Raw (Z, h, w, C) tile and the stack's `Normalization` -> (h, w, TileChannels.size)
     float32, laid out by `TileChannels.of(C, rgb, mode, error_map)`: the normalised fused
     channels, then each map for each fusion unit (an RGB triple, or one channel). ``progress``
@@ -286,8 +290,8 @@ def fuse_tile(tile: np.ndarray, norm: Normalization, rgb: bool, models: Models,
     def as_units(a: torch.Tensor) -> list[torch.Tensor]:
         return [a] if rgb else [a[:, c : c + 1].expand(-1, 3, -1, -1) for c in range(a.shape[1])]
 
-    results = [fuse_planes(u, models, mode=mode, error_map=error_map, batch=batch, pixels=p,
-                           progress=progress)
+    results = [fuse_planes(u, models, mode=mode, error_map=error_map, fill=fill, batch=batch,
+                           pixels=p, progress=progress)
                for u, p in zip(as_units(t), as_units(raw), strict=True)]
     layout = TileChannels.of(tile.shape[-1], rgb, mode, error_map)
     image = torch.cat([r["image"] if rgb else r["image"].mean(0, keepdim=True)

@@ -58,6 +58,11 @@ class FusionOptions:
         'auto': float16 on a GPU; on the CPU bfloat16 where it is native, else float32.
     error_map : bool
         Also compute the error map.
+    fill : bool
+        Pixel mode: synthesise content (the decoded latent fusion) where the selection head
+        finds that no plane holds it (default). False: never; every output value is then a
+        blend of the planes' own values, and TAEF2 and the U-Net do not run at all. Latent
+        mode decodes every pixel and takes only True.
     batch_size : int or None
         Planes per encode/decode batch (at least 1); None: from the tile size and device.
     align : {'none', 'translation', 'similarity', 'affine'}
@@ -74,6 +79,7 @@ class FusionOptions:
     device: str = "auto"
     precision: str = "auto"
     error_map: bool = True
+    fill: bool = True
     batch_size: int | None = None
     align: str = "none"
     match_gain: bool = False
@@ -97,9 +103,11 @@ class FusionOptions:
         if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
             raise ValueError(f"precision must be 'auto' or one of {sorted(PRECISIONS[1:])}, "
                              f"got {self.precision!r}")
-        for name in ("match_gain", "error_map"):
+        for name in ("match_gain", "error_map", "fill"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not self.fill and self.mode != "pixel":
+            raise ValueError("fill=False needs mode='pixel' (latent mode decodes every pixel).")
 
     def kwargs(self) -> dict:
         """The options as keyword arguments of `fuse_stack`."""
