@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..engine.compose import collapse, laplacian_pyramid
+from ..engine.compose import collapse, laplacian_pyramid, plane_chunks
 from ..engine.stack import LUMA_WEIGHTS
 
 _LUMA = LUMA_WEIGHTS.astype(np.float32)
@@ -49,14 +49,25 @@ def laplacian_pyramid_fusion(planes: np.ndarray, levels: int | None = None) -> n
         levels = max(1, int(np.floor(np.log2(min(h, w) / 8))))
     levels = int(min(max(levels, 0), max_levels))
 
-    # The engine's pyramid (Burt-Adelson kernel, reflect-101 borders), one owner of the steps.
+    # The engine's pyramid (Burt-Adelson kernel, reflect-101 borders), one owner of the steps;
+    # a chunk of planes at a time (`plane_chunks`), keeping the running max-abs pick, so time
+    # and memory per plane do not grow with the stack (ties go to the first plane either way).
     x = torch.from_numpy(st if st.ndim == 4 else st[..., None]).permute(0, 3, 1, 2)
-    bands = laplacian_pyramid(x.double(), levels)
-    details = []
-    for lap in bands[:-1]:
-        pick = lap.abs().sum(1, keepdim=True).argmax(0, keepdim=True)  # over colour channels
-        details.append(torch.gather(lap, 0, pick.expand(1, *lap.shape[1:])))
-    out = collapse([*details, bands[-1].mean(0, keepdim=True)])[0].permute(1, 2, 0).numpy()
+    details, best, base = [None] * levels, [None] * levels, 0.0
+    for c in plane_chunks(x.shape[0], h * w):
+        bands = laplacian_pyramid(x[c].double(), levels)
+        for k, lap in enumerate(bands[:-1]):
+            act = lap.abs().sum(1, keepdim=True)  # over colour channels
+            top, pick = act.max(0, keepdim=True)
+            coef = torch.gather(lap, 0, pick.expand(1, *lap.shape[1:]))
+            if details[k] is None:
+                details[k], best[k] = coef, top
+            else:
+                better = top > best[k]
+                details[k] = torch.where(better, coef, details[k])
+                best[k] = torch.where(better, top, best[k])
+        base = base + bands[-1].sum(0, keepdim=True)
+    out = collapse([*details, base / x.shape[0]])[0].permute(1, 2, 0).numpy()
     out = out if st.ndim == 4 else out[..., 0]
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
