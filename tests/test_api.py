@@ -327,3 +327,19 @@ def test_fuse_to_zarr_refuses_maps_the_mode_has_not(tmp_path, random_unet):
     with pytest.raises(TypeError, match=r"unexpected keyword argument .tile."):
         fuse_to_zarr(planes, tmp_path / "f.ome.zarr", tile=64)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_image_is_converted_back_in_row_blocks_with_the_same_result(monkeypatch,
+                                                                        random_unet):
+    """The fused image goes back to the input's range and dtype a block of rows at a time
+    (bounded float64 temporaries on big planes): tiny blocks give the same image."""
+    import napari_vaeedof.api as api
+
+    rgb = (make_stack(3, size=96, n_planes=3).planes * 255).astype(np.uint8)
+    gray = (make_stack(4, size=64, n_planes=2, gray=True).planes[..., 0] * 4000 + 100
+            ).astype(np.uint16)
+    whole = [fuse_stack(s, unet_path=random_unet).image for s in (rgb, gray)]
+    monkeypatch.setattr(api, "OUTPUT_BLOCK_VALUES", 7)  # one or two rows per block
+    blocks = [fuse_stack(s, unet_path=random_unet).image for s in (rgb, gray)]
+    for a, b in zip(whole, blocks, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
