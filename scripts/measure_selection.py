@@ -15,7 +15,7 @@ import torch
 
 from napari_vaeedof.data.synth import make_stack
 from napari_vaeedof.engine import compose as C
-from napari_vaeedof.engine.fusion import fuse_latents
+from napari_vaeedof.engine.fusion import fuse_latents, head_inputs
 from napari_vaeedof.engine.runtime import load_models
 from napari_vaeedof.evaluation.baselines import laplacian_pyramid_fusion
 from napari_vaeedof.evaluation.heldout import HELDOUT_FIRST_SEED
@@ -42,10 +42,8 @@ def main() -> None:
         with torch.inference_mode():
             lat = m.ae.encode(x)
             decoded = m.ae.decode(fuse_latents(lat, m.unet)[0][None])[0]
-            logits, fill_logit = m.selection(lat[None], C.sharpness_features(x)[None])
-            w = C.selection_weights(logits[0], x)
-            blend = C.blend_bands(x, C.band_weights(w, x))
-            fill = C.fill_weight(fill_logit[0], C.luma(blend[None])[0])
+            logits, fill_logit = m.selection(head_inputs(m.selection.config.inputs, x, lat))
+            blend, _, fill = C.pixel_blend(logits[0], fill_logit[0], x)
             err = (x - torch.from_numpy(gt).permute(2, 0, 1)[None]).abs().amax(1)
             idx = err.argmin(0)[None, None].expand(1, 3, *err.shape[1:])
             oracle = torch.gather(x, 0, idx)[0]

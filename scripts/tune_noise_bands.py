@@ -69,7 +69,7 @@ def recompose(rec: dict, sharpen: float = compose.BAND_SHARPEN,
     """The recorded stack's image with the module's current noise constants."""
     _, _, planes, source = rec["args"]
     blend, weights, fill = rec["out"]
-    new = compose.blend_bands(source, compose.band_weights(weights, planes, levels, sharpen))
+    new = compose.compose_bands(weights, planes, source, levels, sharpen)
     delta = ((1 - fill)[None] * (new - blend)).permute(1, 2, 0).numpy()
     image = np.asarray(rec["image"], np.float64)
     # image = blend * scale + offset per channel (the stack's normalisation): fit the scale

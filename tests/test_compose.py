@@ -7,7 +7,6 @@ from napari_vaeedof.engine.compose import (
     FILL_DEAD,
     band_features,
     band_weights,
-    blend_bands,
     box_mean,
     collapse,
     compose,
@@ -95,7 +94,7 @@ def test_undecided_head_takes_each_region_from_its_sharp_plane():
     stack, sharp = two_focus_stack(96)
     planes = torch.from_numpy(stack).permute(0, 3, 1, 2)
     coarse = selection_weights(torch.zeros(2, 12, 12), planes)
-    out = blend_bands(planes, band_weights(coarse, planes)).permute(1, 2, 0).numpy()
+    out = compose_bands(coarse, planes).permute(1, 2, 0).numpy()
     inner = (slice(8, -8), np.r_[8:40, 56:88])
     err_bands = np.abs(out - sharp)[inner].mean()
     err_mean = np.abs(stack.mean(0) - sharp)[inner].mean()
@@ -124,7 +123,7 @@ def test_noisy_planes_average_where_no_plane_holds_detail():
     planes = 0.5 + sigma * torch.randn(8, 3, 64, 64, generator=g)
     logits = torch.full((8, 8, 8), -10.0)
     logits[0] = 10.0
-    out = blend_bands(planes, band_weights(selection_weights(logits, planes), planes))
+    out = compose_bands(selection_weights(logits, planes), planes)
     assert float((planes[0] - 0.5).std()) > 0.95 * sigma
     assert float((out - 0.5).std()) < 0.7 * sigma
 
@@ -138,7 +137,7 @@ def test_noisy_planes_still_give_each_region_its_sharp_plane():
     noisy = stack + 0.01 * np.random.default_rng(0).standard_normal(stack.shape)
     planes = torch.from_numpy(np.clip(noisy, 0, 1).astype(np.float32)).permute(0, 3, 1, 2)
     coarse = selection_weights(torch.zeros(2, 12, 12), planes)
-    out = blend_bands(planes, band_weights(coarse, planes)).permute(1, 2, 0).numpy()
+    out = compose_bands(coarse, planes).permute(1, 2, 0).numpy()
     inner = (slice(8, -8), np.r_[8:40, 56:88])
     err_bands = np.abs(out - sharp)[inner].mean()
     err_mean = np.abs(planes.permute(0, 2, 3, 1).numpy().mean(0) - sharp)[inner].mean()
@@ -152,7 +151,7 @@ def test_band_blend_stays_within_the_planes_range():
     planes[1] = 0.5
     coarse = torch.stack([torch.ones(32, 32), torch.zeros(32, 32)])
     coarse[:, :, 14:18] = 0.5
-    out = blend_bands(planes, band_weights(coarse, planes))
+    out = compose_bands(coarse, planes)
     assert torch.all(out >= planes.amin(0)) and torch.all(out <= planes.amax(0))
 
 
@@ -179,7 +178,13 @@ def test_working_on_chunks_of_planes_changes_nothing(monkeypatch):
 
     def run():
         coarse = selection_weights(logits, planes)
-        reference = blend_bands(source, band_weights(coarse, planes))
+        # the definition, whole stack at once: each band blended with its weights, collapsed,
+        # clipped to the range the planes span
+        weights = band_weights(coarse, planes)
+        bands = laplacian_pyramid(source, len(weights) - 1)
+        blend = collapse([(w * b).sum(0, keepdim=True)
+                          for w, b in zip(weights, bands, strict=True)])
+        reference = torch.minimum(torch.maximum(blend[0], source.amin(0)), source.amax(0))
         return [*pixel_blend(logits, fill_logit, planes, source), reference,
                 compose_bands(coarse, planes), band_features(planes), departure(reference, source)]
 

@@ -377,21 +377,14 @@ def band_weights(coarse: torch.Tensor, planes: torch.Tensor, levels: int = BAND_
             p / p.sum(0, keepdim=True).clamp_min(1e-12)]
 
 
-def blend_bands(planes: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
-    """(Z, 3, H, W) planes and `band_weights` -> (3, H, W): each band of the planes blended with
-    its weights, collapsed, then clipped per pixel and channel to the range the planes span there
-    (a pyramid blend can overshoot at edges; the clip removes the halo and keeps every output
-    value one the planes bracket)."""
-    bands = laplacian_pyramid(planes.float(), len(weights) - 1)
-    out = collapse([(w * b).sum(0, keepdim=True) for w, b in zip(weights, bands, strict=True)])
-    return torch.minimum(torch.maximum(out[0], planes.amin(0)), planes.amax(0))
-
-
 def compose_bands(coarse: torch.Tensor, planes: torch.Tensor, source: torch.Tensor | None = None,
                   levels: int = BAND_LEVELS, sharpen: float = BAND_SHARPEN) -> torch.Tensor:
-    """``blend_bands(source, band_weights(coarse, planes))``, a chunk of planes at a time (a
-    running softmax per band), so that its memory and time per plane do not grow with the
-    stack. ``source`` (default ``planes``) are the values blended. -> (3, H, W)."""
+    """(Z, H, W) head weights ``coarse`` and (Z, 3, H, W) ``planes`` -> (3, H, W): each band
+    of ``source`` (default ``planes``; the values blended) blended with its `band_weights`,
+    collapsed, then clipped per pixel and channel to the range the source planes span there (a
+    pyramid blend can overshoot at edges; the clip removes the halo and keeps every output
+    value one the planes bracket). A chunk of planes at a time (a running softmax per band),
+    so that memory and time per plane do not grow with the stack."""
     source = planes if source is None else source
     acc, den, top = [None] * (levels + 1), [None] * (levels + 1), [None] * levels
     lo = hi = None
