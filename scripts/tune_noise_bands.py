@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     p.add_argument("--average", type=float, nargs="+", default=[0.0, 3.0, 10.0])
     p.add_argument("--sharpen", type=float, nargs="+", default=[compose.BAND_SHARPEN])
     p.add_argument("--levels", type=int, nargs="+", default=[compose.BAND_LEVELS])
+    p.add_argument("--prior", type=float, nargs="+", default=[compose.BAND_PRIOR])
     args = p.parse_args(argv)
     if args.cache.exists():
         recs = pickle.loads(args.cache.read_bytes())
@@ -97,15 +98,16 @@ def main(argv=None) -> int:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         args.cache.write_bytes(pickle.dumps(recs))
     groups = sorted({(r["family"], r["split"]) for r in recs})
-    print("| levels | sharpen | floor | smooth | average | "
+    print("| levels | sharpen | floor | smooth | average | prior | "
           + " | ".join(f"{f} {s}" for f, s in groups) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(groups))
-    saved = compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE
+    print("|---|---|---|---|---|---|" + "---|" * len(groups))
+    saved = compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE, compose.BAND_PRIOR
     try:
-        for levels, sharpen, floor, smooth, average in itertools.product(
-                args.levels, args.sharpen, args.floor, args.smooth, args.average):
+        for levels, sharpen, floor, smooth, average, prior in itertools.product(
+                args.levels, args.sharpen, args.floor, args.smooth, args.average, args.prior):
             compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE = \
                 floor, smooth, average
+            compose.BAND_PRIOR = prior
             cells = []
             for group in groups:
                 rs = [r for r in recs if (r["family"], r["split"]) == group]
@@ -117,11 +119,12 @@ def main(argv=None) -> int:
                 cells.append(f"{np.mean([psnr(o, r['truth']) for o, r in pairs]):.2f}"
                              f" / {np.mean([ssim(o, r['truth']) for o, r in pairs]):.3f}"
                              f" / {10 * np.log10(1 / max(hard, 1e-12)):.2f}")
-            print(f"| {levels} | {sharpen:g} | {floor:g} | {smooth:g} | {average:g} | "
+            print(f"| {levels} | {sharpen:g} | {floor:g} | {smooth:g} | {average:g} | {prior:g} | "
                   + " | ".join(cells) + " |",
                   flush=True)
     finally:
-        compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE = saved
+        (compose.NOISE_FLOOR, compose.NOISE_SMOOTH, compose.NOISE_AVERAGE,
+         compose.BAND_PRIOR) = saved
     return 0
 
 

@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import napari_vaeedof.training as training
@@ -45,6 +46,21 @@ def test_family_cache_warm_start_and_resume(tmp_path, weights_dir):
     with open(tmp_path / "out" / "loss.csv") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4]
     assert load_unet(path).config == shipped.config
+
+
+def test_pixel_term_through_the_decoder_is_added_with_its_weight(tmp_path, weights_dir):
+    cfg = _cfg(tmp_path, 2)
+    cfg["train"].update(pixel_weight=10.0, pixel_crop=2)
+    train(cfg, log=lambda _: None)
+    with open(tmp_path / "out" / "loss.csv") as f:
+        (row,) = csv.DictReader(f)
+    latent, pixel = float(row["latent"]), float(row["pixel"])
+    assert pixel > 0
+    assert abs(float(row["loss"]) - (latent + 10.0 * pixel)) < 1e-4
+
+    cfg["train"].update(pixel_crop=5, out=str(tmp_path / "bad"))  # larger than the 4-cell crop
+    with pytest.raises(ValueError, match="pixel_crop"):
+        train(cfg, log=lambda _: None)
 
 
 def test_batches_take_at_most_seven_planes_of_deep_stacks(tmp_path):

@@ -43,6 +43,14 @@ FILL_DEAD = 0.4
 #: base leaning to the planes' mean (the pyramid's rule) loses up to 1.9 dB at 3 levels.
 BAND_LEVELS = 3
 BAND_SHARPEN = 6.0
+#: Exponent of the head's weights in the detail bands' logits (1: the head's choice as it is;
+#: 0: band energy alone, the pyramid's per-coefficient rule). Softening the head's prior keeps
+#: a second layer's detail where the head chose one plane per region, but on the tuning seeds
+#: (`scripts/tune_noise_bands.py --floor 10 --smooth 10 --average 3 --prior 1 0.75 0.5 0.25
+#: 0`) 0.75 and 0.5 lost PSNR on six and seven of the nine family/split rows (up to 0.2 dB, on
+#: noise-free height fields and layered scenes) and gained at most 0.06 dB; 0 lost 0.15-0.69
+#: dB on eight; hard pixels of layered and JPEG stacks gained at most 0.07 dB.
+BAND_PRIOR = 1.0
 #: Sensor noise in the detail bands. The noise floor of a tile is the finest band's median
 #: energy in its least detailed plane (noise, quantisation and JPEG residue: what every plane
 #: has), carried to the coarser bands by white noise's band gains. Band energy is regularised
@@ -344,7 +352,7 @@ def _band_logits(coarse: torch.Tensor, planes: torch.Tensor, levels: int, sharpe
             e = e + near * (box_mean(e, 1) - e)
             even = NOISE_AVERAGE * floor / (most + NOISE_AVERAGE * floor + 1e-12)
             p = p + even * (1 / z - p)
-            logits.append(torch.log(p.clamp_min(1e-8))
+            logits.append(BAND_PRIOR * torch.log(p.clamp_min(1e-8))
                           + 0.5 * sharpen * torch.log(e + NOISE_FLOOR * floor + 1e-10))
         yield c, logits, prior[-1]
 

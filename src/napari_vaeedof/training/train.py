@@ -63,9 +63,26 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
         init_path = fusion_unet_path() if t["init"] == "shipped" else Path(t["init"])
         init = load_unet(init_path, device=device)
 
+    decoder = ae.decoder.to(device)
+    pixel_weight, pixel_crop = float(t.get("pixel_weight", 0.0)), int(t.get("pixel_crop", 8))
+    if pixel_weight > 0 and not 1 <= pixel_crop <= t["crop"]:
+        raise ValueError(f"train.pixel_crop must be 1 to train.crop ({t['crop']}) latent cells, "
+                         f"got {pixel_crop}")
+
     def losses(rng: np.random.Generator) -> dict[str, torch.Tensor]:
         x, y = data.batch(rng, t["batch"], t["crop"])
-        return {"loss": F.l1_loss(model(x.to(device)), y.to(device))}
+        pred, y = model(x.to(device)), y.to(device)
+        latent = F.l1_loss(pred, y)
+        if pixel_weight <= 0:
+            return {"loss": latent}
+        # the error where it shows: both latents of one window decoded by the frozen decoder
+        # (the same window, so the decoder's border effects cancel), L1 in [0, 1] pixel units
+        i, j = (int(v) for v in rng.integers(0, t["crop"] - pixel_crop + 1, size=2))
+        window = (Ellipsis, slice(i, i + pixel_crop), slice(j, j + pixel_crop))
+        with torch.no_grad():
+            target = decoder(y[window]).clamp(0, 1)
+        pixel = F.l1_loss(decoder(pred[window]).clamp(0, 1), target)
+        return {"loss": latent + pixel_weight * pixel, "latent": latent, "pixel": pixel}
 
     def export(ema_model: torch.nn.Module, step: int) -> None:
         save_unet(ema_model, out / "fusion_unet.safetensors", _provenance(cfg, step))
