@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = {m.key: i for i, m in enumerate(common.METHODS)}
                 rows = merge(args.out / "quality_real.csv", rows, ())
                 rows.sort(key=lambda r: (r["stack"], order.get(r["method"], -1)))
+            common.write_csv(args.out / "quality_real.csv", rows)
             info = common.machine(args.device)
             (args.out / "quality_real.md").write_text(
                 "\n".join(common.header_lines(info, command)) + wline + real_markdown(rows))

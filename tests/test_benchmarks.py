@@ -67,6 +67,29 @@ def test_quality_synthetic_table_has_every_method_and_the_ceiling(tmp_path, weig
     assert meta["weights"]["status"] and meta["status"]["ours:vaeedof"] == "ok"
 
 
+def test_quality_real_table_is_written_and_merged(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "stacks" / "tiny"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+            folder / f"p{k}.png")
+    common_args = ["--n", "0", "--real", "--stacks-dir", str(tmp_path / "stacks"), "--threads",
+                   "1", "--out", str(tmp_path / "out"), "--no-wait", "--quiet"]
+    assert quality.main([*common_args, "--methods", "ours:variance_argmax"]) == 0
+    rows = _rows(tmp_path / "out" / "quality_real.csv")
+    assert {r["method"] for r in rows} == {"sharpest_plane", "ours:variance_argmax"}
+    # a per-pixel plane selection holds only the planes' values
+    assert float(next(r for r in rows if r["method"] == "ours:variance_argmax")
+                 ["consistency"]) == 0
+    assert quality.main([*common_args, "--methods", "ours:laplacian_pyramid", "--merge"]) == 0
+    merged = {r["method"] for r in _rows(tmp_path / "out" / "quality_real.csv")}
+    assert {"ours:variance_argmax", "ours:laplacian_pyramid"} <= merged
+    assert "Laplacian pyramid" in (tmp_path / "out" / "quality_real.md").read_text()
+
+
 def test_quality_crops_grid_keeps_crops_at_one_to_one(tmp_path):
     from PIL import Image
 
