@@ -2,13 +2,15 @@
 
 import csv
 
+import pytest
 import torch
+import torch.nn.functional as F
 
-from napari_vaeedof.engine.fusion import fuse_planes
+from napari_vaeedof.engine.fusion import fuse_planes, head_inputs
 from napari_vaeedof.engine.runtime import load_models
 from napari_vaeedof.training.cli import RECIPES
 from napari_vaeedof.training.train import load_config
-from napari_vaeedof.training.train_selection import train_selection
+from napari_vaeedof.training.train_selection import example_losses, train_selection
 
 
 def _cfg(tmp_path, steps: int) -> dict:
@@ -36,3 +38,21 @@ def test_training_runs_resumes_and_exports_a_usable_head(tmp_path, weights_dir):
     models = load_models("cpu", "float32", selection_path=path)
     out = fuse_planes(torch.rand(3, 3, 64, 64), models, error_map=False)
     assert out["image"].shape == (3, 64, 64) and out["fill"].shape == (64, 64)
+
+
+def test_fill_target_blend_asks_for_the_fill_where_the_decoded_fusion_is_closer(weights_dir):
+    torch.manual_seed(0)
+    model = load_models("cpu", "float32").selection
+    truth = torch.rand(3, 64, 64)
+    planes = (truth[None] + 0.1 * torch.randn(3, 3, 64, 64)).clamp(0, 1)
+    ex = {"planes": planes, "truth": truth, "good": torch.zeros(3, 64, 64, dtype=torch.bool)}
+    with torch.no_grad():
+        _, fill_logit = model(head_inputs(model.config.inputs, planes, None))
+    want_fill = F.softplus(-fill_logit[0]).mean()  # BCE against 1 everywhere
+    want_none = F.softplus(fill_logit[0]).mean()  # against 0
+    exact = example_losses(model, {**ex, "decoded": truth}, 0.8, "blend")["fill"]
+    wrong = example_losses(model, {**ex, "decoded": 1 - truth}, 0.8, "blend")["fill"]
+    assert float(exact) == pytest.approx(float(want_fill), rel=1e-5)
+    assert float(wrong) == pytest.approx(float(want_none), rel=1e-5)
+    with pytest.raises(ValueError, match="fill_target"):
+        example_losses(model, {**ex, "decoded": truth}, 0.8, "nope")

@@ -27,10 +27,13 @@ from .pixel_data import PixelStacks, build_pixel_cache
 
 
 def example_losses(model: SelectionNet, ex: dict[str, torch.Tensor],
-                   fill_margin: float = 1.0) -> dict[str, torch.Tensor]:
-    """The three loss terms of one example (see the module docstring); the fill's target is
-    where no plane holds the pixel and the decoded fusion's error is below ``fill_margin``
-    times the best plane's."""
+                   fill_margin: float = 1.0, fill_target: str = "planes"
+                   ) -> dict[str, torch.Tensor]:
+    """The three loss terms of one example (see the module docstring). The fill's target,
+    ``fill_target="planes"``: where no plane holds the pixel and the decoded fusion's error is
+    below ``fill_margin`` times the best plane's; ``"blend"``: the latent cells (8 px) where
+    the decoded fusion's mean error is below ``fill_margin`` times that of the planes' blend
+    the head composes (what the fill replaces), wherever that is."""
     planes, truth, decoded, good = ex["planes"], ex["truth"], ex["decoded"], ex["good"]
     logits, fill_logit = model(head_inputs(model.config.inputs, planes, ex.get("latents")))
     blend, weights, fill = pixel_blend(logits[0], fill_logit[0], planes)
@@ -43,10 +46,17 @@ def example_losses(model: SelectionNet, ex: dict[str, torch.Tensor],
     select = -torch.log(p_good + 1e-4)[informative].mean() if informative.any() \
         else pixel.new_zeros(())
 
-    err_decoded = (decoded - truth).abs().amax(0)
-    err_planes = (planes - truth[None]).abs().amax(1).amin(0)
-    target = (~any_good & (err_decoded < fill_margin * err_planes)).float()
-    target = F.avg_pool2d(target[None, None], 8)[0, 0]
+    if fill_target == "blend":
+        err_decoded = F.avg_pool2d((decoded - truth).abs().mean(0)[None, None], 8)[0, 0]
+        err_blend = F.avg_pool2d((blend.detach() - truth).abs().mean(0)[None, None], 8)[0, 0]
+        target = (err_decoded < fill_margin * err_blend).float()
+    elif fill_target == "planes":
+        err_decoded = (decoded - truth).abs().amax(0)
+        err_planes = (planes - truth[None]).abs().amax(1).amin(0)
+        target = (~any_good & (err_decoded < fill_margin * err_planes)).float()
+        target = F.avg_pool2d(target[None, None], 8)[0, 0]
+    else:
+        raise ValueError(f"train.fill_target must be 'planes' or 'blend', got {fill_target!r}")
     fill_loss = F.binary_cross_entropy_with_logits(fill_logit[0], target)
     return {"pixel": pixel, "select": select, "fill": fill_loss}
 
@@ -91,7 +101,8 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
                                                 else Path(t["init"])), log)
 
     def losses(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        terms = [example_losses(model, data.sample(rng, t["crop"]), t.get("fill_margin", 1.0))
+        terms = [example_losses(model, data.sample(rng, t["crop"]), t.get("fill_margin", 1.0),
+                                t.get("fill_target", "planes"))
                  for _ in range(t["batch"])]
         parts = {k: torch.stack([x[k] for x in terms]).mean() for k in weights}
         return {"loss": sum(weights[k] * parts[k] for k in weights), **parts}
