@@ -15,8 +15,8 @@ from napari_vaeedof.training.dataset import LatentStacks
 from napari_vaeedof.training.train import load_config, train
 
 
-def _cfg(tmp_path, steps: int, lr: float = 2e-4) -> dict:
-    cfg = load_config(Path(training.__file__).with_name(RECIPES["families"]),
+def _cfg(tmp_path, steps: int, lr: float = 2e-4, recipe: str = "families") -> dict:
+    cfg = load_config(Path(training.__file__).with_name(RECIPES[recipe]),
                       [f"train.steps={steps}", "train.batch=2", "train.crop=4", f"train.lr={lr}",
                        "train.warmup=1", "data.n_stacks=2", "data.size=64",
                        "train.checkpoint_every=2", 'data.families=["fluorescence", "brightfield"]'])
@@ -49,8 +49,8 @@ def test_family_cache_warm_start_and_resume(tmp_path, weights_dir):
 
 
 def test_pixel_term_through_the_decoder_is_added_with_its_weight(tmp_path, weights_dir):
-    cfg = _cfg(tmp_path, 2)
-    cfg["train"].update(pixel_weight=10.0, pixel_crop=2)
+    cfg = _cfg(tmp_path, 2, recipe="families-pixel")  # its pixel_weight is 10
+    cfg["train"].update(pixel_crop=2)
     train(cfg, log=lambda _: None)
     with open(tmp_path / "out" / "loss.csv") as f:
         (row,) = csv.DictReader(f)

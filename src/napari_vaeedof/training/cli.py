@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 RECIPES = {"unet": "default.toml", "selection": "selection.toml", "families": "families.toml",
+           "families-pixel": "families_pixel.toml",
            "selection-families": "selection_families.toml"}
 
 
@@ -31,7 +32,7 @@ def register(sub) -> None:
                        "synthetic stacks")
     p.add_argument("--config", type=Path,
                    help="TOML recipe, or a shipped one: 'unet' (the default), 'families', "
-                   "'selection'")
+                   "'families-pixel', 'selection', 'selection-families'")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=200")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
