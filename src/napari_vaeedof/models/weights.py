@@ -160,8 +160,8 @@ def weight_path(name: str, *, allow_download: bool = True) -> Path:
 #: sha256 of the packaged files: checked before loading, so a damaged install says so instead
 #: of fusing with broken weights. Shipping new weights means updating these (a test checks).
 PACKAGED_SHA256 = {
-    "fusion_unet": "f0eaf682c546f65d526c443ece122432cad630a8322688810aa3eaa866720627",
-    "selection_net": "67342e82fedd035361e36ab2b0faefc6b676488d0ea7b181e5465e09335d0f53",
+    "fusion_unet": "a43f826ac0261298bc28c766ec796a4c04e6fcd0f8455bb46547a3c8eb0c8529",
+    "selection_net": "593db21789201a87251d3fe30f4166f2bdc62339b27d4c8dd0bf101656afbbe5",
 }
 
 
