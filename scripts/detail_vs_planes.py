@@ -1,11 +1,12 @@
 """How much local detail does a fused image hold, against the planes and against the truth?
 
-Local detail = luma gradient energy box-averaged over 9 px. For each image the ratio of its
-local detail to the planes' maximum of it, median over the 20 % most detailed pixels (1 = as
-detailed as the sharpest plane there; above 1 = more than any plane holds: detail combined
-from several planes, or halos and noise). On the real stacks (at ``--max-side``): ours, the
-Laplacian pyramid, variance argmax. On noise-free synthetic stacks of every family (tuning
-seeds): the same, and the truth's own ratio, which says what an all-in-focus image holds.
+Local detail = `evaluation.metrics.gradient_energy_map` box-averaged over 9 px. For each
+image the ratio of its local detail to the planes' maximum of it, median over the 20 % most
+detailed pixels (1 = as detailed as the sharpest plane there; above 1 = more than any plane
+holds: detail combined from several planes, or halos and noise). On the real stacks (at
+``--max-side``): ours, the Laplacian pyramid, variance argmax. On noise-free synthetic stacks
+of every family (tuning seeds): the same, and the truth's own ratio, which says what an
+all-in-focus image holds.
 
     VAEEDOF_WEIGHTS_DIR=../shared/models python scripts/detail_vs_planes.py
 """
@@ -22,6 +23,7 @@ from scipy import ndimage
 from napari_vaeedof import fuse_stack
 from napari_vaeedof.data.families import FAMILIES, make_family_stack
 from napari_vaeedof.evaluation.baselines import laplacian_pyramid_fusion, variance_argmax_fusion
+from napari_vaeedof.evaluation.metrics import gradient_energy_map
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docs"))
@@ -31,10 +33,7 @@ TUNING_FIRST_SEED = 3_300_000
 
 
 def local_detail(image: np.ndarray) -> np.ndarray:
-    lum = np.asarray(image, np.float32)
-    lum = lum.mean(-1) if lum.ndim == 3 else lum
-    gy, gx = np.gradient(lum)
-    return ndimage.uniform_filter(gy * gy + gx * gx, 9)
+    return ndimage.uniform_filter(gradient_energy_map(np.asarray(image, np.float32)), 9)
 
 
 def ratios(planes: np.ndarray, images: dict[str, np.ndarray]) -> dict[str, float]:

@@ -14,12 +14,7 @@ import numpy as np
 from napari_vaeedof import fuse_stack
 from napari_vaeedof.data.families import FAMILIES, make_family_stack
 from napari_vaeedof.evaluation.heldout import HELDOUT_FIRST_SEED
-
-
-def gradient_energy(image: np.ndarray) -> float:
-    image = np.asarray(image, np.float64)
-    lum = image.mean(-1) if image.ndim == 3 else image
-    return float(np.mean(np.diff(lum, axis=0) ** 2) + np.mean(np.diff(lum, axis=1) ** 2))
+from napari_vaeedof.evaluation.metrics import gradient_energy
 
 
 def main(argv=None) -> int:

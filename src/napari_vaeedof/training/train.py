@@ -63,7 +63,7 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
         init_path = fusion_unet_path() if t["init"] == "shipped" else Path(t["init"])
         init = load_unet(init_path, device=device)
 
-    decoder = ae.decoder.to(device)
+    ae = ae.to(device)  # its decoder scores the pixel term
     pixel_weight, pixel_crop = float(t.get("pixel_weight", 0.0)), int(t.get("pixel_crop", 8))
     if pixel_weight > 0 and not 1 <= pixel_crop <= t["crop"]:
         raise ValueError(f"train.pixel_crop must be 1 to train.crop ({t['crop']}) latent cells, "
@@ -80,8 +80,8 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
         i, j = (int(v) for v in rng.integers(0, t["crop"] - pixel_crop + 1, size=2))
         window = (Ellipsis, slice(i, i + pixel_crop), slice(j, j + pixel_crop))
         with torch.no_grad():
-            target = decoder(y[window]).clamp(0, 1)
-        pixel = F.l1_loss(decoder(pred[window]).clamp(0, 1), target)
+            target = ae.decode(y[window])
+        pixel = F.l1_loss(ae.decode(pred[window]), target)
         return {"loss": latent + pixel_weight * pixel, "latent": latent, "pixel": pixel}
 
     def export(ema_model: torch.nn.Module, step: int) -> None:
