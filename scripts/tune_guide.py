@@ -1,0 +1,77 @@
+"""The guided filter that carries the head's choice to full resolution (engine/compose.py:
+GUIDE_RADIUS, GUIDE_EPS), swept on the tuning records of `tune_noise_bands.py`: each stack's
+weights are recomputed from its recorded logits and composed band by band; PSNR / SSIM /
+pooled hard-pixel PSNR per family and split against the noise-free truth.
+
+    VAEEDOF_WEIGHTS_DIR=../shared/models python scripts/tune_guide.py --radius 4 8 16 \\
+        --eps 1e-4 1e-3 1e-2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_vaeedof.engine import compose
+from napari_vaeedof.evaluation.metrics import psnr, ssim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_noise_bands import record
+
+
+def recompose(rec: dict) -> np.ndarray:
+    """The recorded stack's image with the module's current guided-filter constants."""
+    logits, _, planes, source = rec["args"]
+    blend, _, fill = rec["out"]
+    new = compose.compose_bands(compose.selection_weights(logits, planes), planes, source)
+    delta = ((1 - fill)[None] * (new - blend)).permute(1, 2, 0).numpy()
+    image = np.asarray(rec["image"], np.float64)
+    x, y = blend.permute(1, 2, 0).numpy().reshape(-1, 3), image.reshape(-1, 3)
+    scale = [np.polyfit(x[:, c], y[:, c], 1)[0] if x[:, c].std() > 0 else 1.0
+             for c in range(3)]
+    return np.clip(image + delta * np.asarray(scale), 0, 1).astype(np.float32)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cache", type=Path, default=Path("runs/noise_bands.pkl"))
+    p.add_argument("--radius", type=int, nargs="+", default=[compose.GUIDE_RADIUS])
+    p.add_argument("--eps", type=float, nargs="+", default=[compose.GUIDE_EPS])
+    args = p.parse_args(argv)
+    if args.cache.exists():
+        recs = pickle.loads(args.cache.read_bytes())
+    else:
+        recs = record(3_300_000, 5)
+        args.cache.parent.mkdir(parents=True, exist_ok=True)
+        args.cache.write_bytes(pickle.dumps(recs))
+    groups = sorted({(r["family"], r["split"]) for r in recs})
+    print("| radius | eps | " + " | ".join(f"{f} {s}" for f, s in groups) + " |")
+    print("|---|---|" + "---|" * len(groups))
+    saved = compose.guided_filter.__defaults__
+    try:
+        for radius, eps in itertools.product(args.radius, args.eps):
+            compose.guided_filter.__defaults__ = (radius, eps)
+            cells = []
+            for group in groups:
+                rs = [r for r in recs if (r["family"], r["split"]) == group]
+                outs = [recompose(r) for r in rs]
+                hard = sum(float(((o - r["truth"]) ** 2).mean(-1)[r["mask"]].sum())
+                           for o, r in zip(outs, rs, strict=True))
+                hard /= max(sum(int(r["mask"].sum()) for r in rs), 1)
+                pairs = list(zip(outs, rs, strict=True))
+                cells.append(f"{np.mean([psnr(o, r['truth']) for o, r in pairs]):.2f}"
+                             f" / {np.mean([ssim(o, r['truth']) for o, r in pairs]):.3f}"
+                             f" / {10 * np.log10(1 / max(hard, 1e-12)):.2f}")
+            print(f"| {radius} | {eps:g} | " + " | ".join(cells) + " |", flush=True)
+    finally:
+        compose.guided_filter.__defaults__ = saved
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
