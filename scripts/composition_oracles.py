@@ -16,8 +16,11 @@ hard pixels), the shipped composition ("ours", fill as recorded) beside:
 - truth band 0: our image with its finest band replaced by the truth's, clipped to the planes'
   range as the composition clips.
 
-``--more`` prints a second table: the truth's finest band unclipped, and simple rules for the
-base in place of the head's (the planes' mean, median, darkest, brightest; no oracle).
+``--more`` prints a second table: the truth's finest band unclipped; the band oracle's choice
+made per 8 px cell (8 >> k px in band k) instead of per coefficient, the plane nearest the
+truth in the cell (what a head at the latent grid that chose per band could at best do); and
+simple rules for the base in place of the head's (the planes' mean, median, darkest,
+brightest; no oracle).
 
     VAEEDOF_WEIGHTS_DIR=../shared/models python scripts/composition_oracles.py
 """
@@ -87,8 +90,17 @@ def oracles(rec: dict, more: bool = False) -> dict[str, np.ndarray]:
         def pick(index):
             return torch.gather(pb[-1], 0, index.expand(1, *pb[-1].shape[1:]))
 
+        per_cell = []
+        for k, (p_, t_) in enumerate(zip(pb, tb, strict=True)):
+            size = max(8 >> k, 1)
+            cell_err = F.avg_pool2d((p_ - t_).square().sum(1, keepdim=True), size,
+                                    ceil_mode=True)
+            one = torch.zeros_like(cell_err).scatter_(0, cell_err.argmin(0, keepdim=True), 1.0)
+            per_cell.append((F.interpolate(one, size=p_.shape[-2:], mode="nearest") * p_)
+                            .sum(0, keepdim=True))
         variants = {"ours": blend[None],
                     "truth band 0, unclipped": C.collapse([tb[0], *ob[1:]]),
+                    "band oracle per 8 px cell": C.collapse(per_cell),
                     **{f"base: {k}": C.collapse([*ob[:-1], b]) for k, b in (
                         ("mean", pb[-1].mean(0, keepdim=True)),
                         ("median", pb[-1].median(0, keepdim=True).values),
