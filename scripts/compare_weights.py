@@ -52,13 +52,13 @@ def main(argv=None) -> int:
     (args.out / "compare.json").write_text(json.dumps(result, indent=2, default=str))
     lines = [f"# U-Net {args.unet or 'shipped'}, selection head {args.selection or 'shipped'} "
              "beside the shipped weights", "",
-             f"{args.n} held-out stacks per family and split, {args.size} px; PSNR / SSIM / "
-             f"pooled hard-pixel PSNR against the noise-free truth.", "",
+             f"{args.n} held-out stacks per family and split, {args.size} px; PSNR (pooled "
+             f"PSNR) / SSIM / pooled hard-pixel PSNR against the noise-free truth.", "",
              "| family | split | " + " | ".join(methods) + " |",
              "|---|---|" + "---|" * len(methods)]
     for family, splits in result["summary"].items():
         for split, by in splits.items():
-            cells = [f"{by[m]['psnr']:.2f} / {by[m]['ssim']:.3f} / "
+            cells = [f"{by[m]['psnr']:.2f} ({by[m]['psnr_pooled']:.2f}) / {by[m]['ssim']:.3f} / "
                      f"{by[m].get('psnr_hard_pooled', float('nan')):.2f}" for m in methods]
             lines.append(f"| {family} | {split} | " + " | ".join(cells) + " |")
     (args.out / "compare.md").write_text("\n".join(lines) + "\n")
