@@ -28,7 +28,6 @@ brightest; no oracle).
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -39,18 +38,7 @@ import torch.nn.functional as F
 from napari_vaeedof.engine import compose as C
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_noise_bands import record
-
-
-def to_output(rec: dict) -> tuple[list, list]:
-    """Per-channel (scale, offset) mapping the composition's normalised values to the recorded
-    image (the stack's normalisation), fitted on the blend."""
-    blend = rec["out"][0]
-    x = blend.permute(1, 2, 0).numpy().reshape(-1, 3)
-    y = np.asarray(rec["image"], np.float64).reshape(-1, 3)
-    fit = [np.polyfit(x[:, c], y[:, c], 1) if x[:, c].std() > 0 else (1.0, 0.0)
-           for c in range(3)]
-    return [f[0] for f in fit], [f[1] for f in fit]
+from tune_noise_bands import load_records, output_mapping
 
 
 def oracles(rec: dict, more: bool = False) -> dict[str, np.ndarray]:
@@ -58,7 +46,7 @@ def oracles(rec: dict, more: bool = False) -> dict[str, np.ndarray]:
     second table's variants instead)."""
     _, _, planes, source = rec["args"]
     blend = rec["out"][0]
-    scale, offset = to_output(rec)
+    scale, offset = output_mapping(rec)
     truth = np.asarray(rec["truth"], np.float64)
     t3 = truth if truth.ndim == 3 else np.repeat(truth[..., None], 3, -1)
     tn = torch.tensor(np.stack([(t3[..., c] - offset[c]) / scale[c] for c in range(3)]),
@@ -118,12 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache", type=Path, default=Path("runs/noise_bands.pkl"))
     p.add_argument("--more", action="store_true", help="the second table (see above)")
     args = p.parse_args(argv)
-    if args.cache.exists():
-        recs = pickle.loads(args.cache.read_bytes())
-    else:
-        recs = record(3_300_000, 5)
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        args.cache.write_bytes(pickle.dumps(recs))
+    recs = load_records(args.cache)
     groups = sorted({(r["family"], r["split"]) for r in recs})
     names = None
     for group in groups:

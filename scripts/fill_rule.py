@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,14 @@ from scipy.ndimage import laplace
 from napari_vaeedof import fuse_stack
 from napari_vaeedof.data.families import make_family_stack
 
-CELL = 8
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fill_oracle import cell_means as cells
+
 GROUPS = (("layered", False), ("layered", True), ("heightfield", False),
           ("fluorescence", True), ("brightfield", True))
 NAMES = ("|latent-pixel|", "latent departure", "focus contrast", "pixel/latent detail",
          "plane spread", "most detail")
 THRESHOLDS = (0.5, 0.7, 0.9)
-
-
-def cells(x: np.ndarray) -> np.ndarray:
-    h, w = (s // CELL * CELL for s in x.shape[:2])
-    return x[:h, :w].reshape(h // CELL, CELL, w // CELL, CELL).mean((1, 3))
 
 
 def stack_record(family: str, noise: bool, seed: int) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import pickle
 import sys
 from pathlib import Path
 
@@ -21,20 +20,7 @@ from napari_vaeedof.engine import compose
 from napari_vaeedof.evaluation.metrics import psnr, ssim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_noise_bands import record
-
-
-def recompose(rec: dict) -> np.ndarray:
-    """The recorded stack's image with the module's current guided-filter constants."""
-    logits, _, planes, source = rec["args"]
-    blend, _, fill = rec["out"]
-    new = compose.compose_bands(compose.selection_weights(logits, planes), planes, source)
-    delta = ((1 - fill)[None] * (new - blend)).permute(1, 2, 0).numpy()
-    image = np.asarray(rec["image"], np.float64)
-    x, y = blend.permute(1, 2, 0).numpy().reshape(-1, 3), image.reshape(-1, 3)
-    scale = [np.polyfit(x[:, c], y[:, c], 1)[0] if x[:, c].std() > 0 else 1.0
-             for c in range(3)]
-    return np.clip(image + delta * np.asarray(scale), 0, 1).astype(np.float32)
+from tune_noise_bands import load_records, recompose
 
 
 def main(argv=None) -> int:
@@ -43,12 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--radius", type=int, nargs="+", default=[compose.GUIDE_RADIUS])
     p.add_argument("--eps", type=float, nargs="+", default=[compose.GUIDE_EPS])
     args = p.parse_args(argv)
-    if args.cache.exists():
-        recs = pickle.loads(args.cache.read_bytes())
-    else:
-        recs = record(3_300_000, 5)
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        args.cache.write_bytes(pickle.dumps(recs))
+    recs = load_records(args.cache)
     groups = sorted({(r["family"], r["split"]) for r in recs})
     print("| radius | eps | " + " | ".join(f"{f} {s}" for f, s in groups) + " |")
     print("|---|---|" + "---|" * len(groups))
@@ -59,7 +40,9 @@ def main(argv=None) -> int:
             cells = []
             for group in groups:
                 rs = [r for r in recs if (r["family"], r["split"]) == group]
-                outs = [recompose(r) for r in rs]
+                outs = [recompose(r, weights=compose.selection_weights(r["args"][0],
+                                                                        r["args"][2]))
+                        for r in rs]
                 hard = sum(float(((o - r["truth"]) ** 2).mean(-1)[r["mask"]].sum())
                            for o, r in zip(outs, rs, strict=True))
                 hard /= max(sum(int(r["mask"].sum()) for r in rs), 1)

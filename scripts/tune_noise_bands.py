@@ -64,19 +64,37 @@ def record(first: int, n: int) -> list[dict]:
     return recs
 
 
+def load_records(cache: Path, first: int = 3_300_000, n: int = 5) -> list[dict]:
+    """The records in ``cache``, or `record` them there first."""
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    recs = record(first, n)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(recs))
+    return recs
+
+
+def output_mapping(rec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, offset) with image = blend * scale + offset (the stack's
+    normalisation), fitted on the recorded blend and image."""
+    x = rec["out"][0].permute(1, 2, 0).numpy().reshape(-1, 3)
+    y = np.asarray(rec["image"], np.float64).reshape(-1, 3)
+    fit = [np.polyfit(x[:, c], y[:, c], 1) if x[:, c].std() > 0 else (1.0, 0.0)
+           for c in range(3)]
+    return np.array([f[0] for f in fit]), np.array([f[1] for f in fit])
+
+
 def recompose(rec: dict, sharpen: float = compose.BAND_SHARPEN,
-              levels: int = compose.BAND_LEVELS) -> np.ndarray:
-    """The recorded stack's image with the module's current noise constants."""
+              levels: int = compose.BAND_LEVELS, weights=None) -> np.ndarray:
+    """The recorded stack's image with the module's current composition constants (and the
+    head's full-resolution ``weights``, default the recorded ones)."""
     _, _, planes, source = rec["args"]
-    blend, weights, fill = rec["out"]
-    new = compose.compose_bands(weights, planes, source, levels, sharpen)
+    blend, recorded, fill = rec["out"]
+    new = compose.compose_bands(recorded if weights is None else weights, planes, source,
+                                levels, sharpen)
     delta = ((1 - fill)[None] * (new - blend)).permute(1, 2, 0).numpy()
-    image = np.asarray(rec["image"], np.float64)
-    # image = blend * scale + offset per channel (the stack's normalisation): fit the scale
-    x, y = blend.permute(1, 2, 0).numpy().reshape(-1, 3), image.reshape(-1, 3)
-    scale = [np.polyfit(x[:, c], y[:, c], 1)[0] if x[:, c].std() > 0 else 1.0
-             for c in range(3)]
-    return np.clip(image + delta * np.asarray(scale), 0, 1).astype(np.float32)
+    scale, _ = output_mapping(rec)
+    return np.clip(np.asarray(rec["image"], np.float64) + delta * scale, 0, 1).astype(np.float32)
 
 
 def main(argv=None) -> int:
@@ -91,12 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--levels", type=int, nargs="+", default=[compose.BAND_LEVELS])
     p.add_argument("--prior", type=float, nargs="+", default=[compose.BAND_PRIOR])
     args = p.parse_args(argv)
-    if args.cache.exists():
-        recs = pickle.loads(args.cache.read_bytes())
-    else:
-        recs = record(args.first, args.n)
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        args.cache.write_bytes(pickle.dumps(recs))
+    recs = load_records(args.cache, args.first, args.n)
     groups = sorted({(r["family"], r["split"]) for r in recs})
     print("| levels | sharpen | floor | smooth | average | prior | "
           + " | ".join(f"{f} {s}" for f, s in groups) + " |")
