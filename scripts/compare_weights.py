@@ -30,11 +30,12 @@ def main(argv=None) -> int:
     p.add_argument("--families", nargs="+", default=list(heldout.FAMILIES))
     p.add_argument("--methods", nargs="+", help="a subset of the methods (default all)")
     p.add_argument("--out", type=Path, default=Path("runs/exp/compare_weights"))
+    p.add_argument("--device", default="cpu", help="where our modes and the ceiling run")
     args = p.parse_args(argv)
     if args.unet is None and args.selection is None:
         p.error("give --unet, --selection or both")
-    shipped = heldout.method_table()
-    new = heldout.method_table(args.unet, args.selection)
+    shipped = heldout.method_table(device=args.device)
+    new = heldout.method_table(args.unet, args.selection, args.device)
     methods = {}
     if args.unet is not None:
         methods |= {"latent shipped": shipped["vaeedof_latent"],

@@ -80,3 +80,35 @@ def test_batches_take_at_most_seven_planes_of_deep_stacks(tmp_path):
                 assert len(set(ids)) == 7
             seen.update(ids)
     assert seen == set(range(12))  # every plane of the deep stack gets drawn
+
+
+def test_workers_build_the_same_cache(tmp_path, weights_dir):
+    """Stacks generated in worker processes (a device call's 16 cores) encode to the cache the
+    single process writes."""
+    from napari_vaeedof.models.tiny_ae import load_taef2
+    from napari_vaeedof.models.weights import weight_path
+    from napari_vaeedof.training.dataset import build_cache
+
+    ae = load_taef2(weight_path("taef2_encoder"), weight_path("taef2_decoder"))
+    shards = [build_cache(ae, tmp_path / name, 5, 3, 64, family="layered", workers=workers,
+                          log=lambda _: None)[0]
+              for name, workers in (("one", 1), ("two", 2))]
+    one, two = (torch.load(p, weights_only=True) for p in shards)
+    assert one["seeds"] == two["seeds"] == [5, 6, 7]
+    torch.testing.assert_close(one["truth"], two["truth"], atol=0, rtol=0)
+    for a, b in zip(one["planes"], two["planes"], strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_a_time_budget_stops_with_weights_written_and_resumes(tmp_path, weights_dir):
+    logs = []
+    cfg = _cfg(tmp_path, 50)
+    cfg["train"].update(max_seconds=0, checkpoint_every=100)
+    path = train(cfg, log=logs.append)
+    assert any("stopped at step 1 after train.max_seconds" in m for m in logs)
+    assert path.exists() and (tmp_path / "out" / "checkpoint.pt").exists()
+    with open(tmp_path / "out" / "loss.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1]
+    cfg["train"]["max_seconds"] = 0
+    train(cfg, log=logs.append)
+    assert "resumed at step 1" in logs and any("stopped at step 2" in m for m in logs)

@@ -41,13 +41,13 @@ NOISE_SPLITS = {"none": ("none",), "noisy": ("noisy",), "both": ("none", "noisy"
 Method = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
 
 
-def vae_ceiling(truth: np.ndarray, unet_path=None) -> np.ndarray:
+def vae_ceiling(truth: np.ndarray, unet_path=None, device: str = "cpu") -> np.ndarray:
     """D(E(ground truth)): the best any pure latent fusion can do. (H, W, 3) -> (H, W, 3)."""
-    models = load_models("cpu", "float32", unet_path)
+    models = load_models(device, "float32", unet_path)
     x = torch.from_numpy(np.ascontiguousarray(truth)).permute(2, 0, 1)[None]
     with torch.inference_mode():
-        y = models.ae.decode(models.ae.encode(x))
-    return y[0].permute(1, 2, 0).numpy()
+        y = models.ae.decode(models.ae.encode(x.to(models.device)))
+    return y[0].permute(1, 2, 0).cpu().numpy()
 
 
 def planes_ceiling(planes: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -60,9 +60,11 @@ def planes_ceiling(planes: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(truth, np.float32), p.min(0), p.max(0))
 
 
-def method_table(unet_path=None, selection_path=None) -> dict[str, Method]:
+def method_table(unet_path=None, selection_path=None, device: str = "cpu"
+                 ) -> dict[str, Method]:
     """Our modes, the VAE ceiling and the classical baselines, as evaluation methods (with
-    other weights than the packaged ones where ``unet_path`` / ``selection_path`` are given).
+    other weights than the packaged ones where ``unet_path`` / ``selection_path`` are given;
+    ours and the ceiling on ``device``).
 
     Each maps (planes (Z, H, W, 3) float in [0, 1], truth (H, W, 3)) to the fused (H, W, 3)
     image, or to (image, plane index (H, W)) for the methods that say where each pixel came
@@ -72,7 +74,7 @@ def method_table(unet_path=None, selection_path=None) -> dict[str, Method]:
     def ours(mode: str) -> Method:
         def fuse(p: np.ndarray, t: np.ndarray):
             r = fuse_stack(p, unet_path=unet_path, selection_path=selection_path,
-                           device="cpu", mode=mode, precision="float32", error_map=False)
+                           device=device, mode=mode, precision="float32", error_map=False)
             return r.image, r.depth
 
         return fuse
@@ -80,7 +82,7 @@ def method_table(unet_path=None, selection_path=None) -> dict[str, Method]:
     return {
         "vaeedof_pixel": ours("pixel"),
         "vaeedof_latent": ours("latent"),
-        "vae_ceiling": lambda p, t: vae_ceiling(t, unet_path),
+        "vae_ceiling": lambda p, t: vae_ceiling(t, unet_path, device),
         "planes_ceiling": planes_ceiling,
         "laplacian_pyramid": lambda p, t: laplacian_pyramid_fusion(p),
         "variance_argmax": lambda p, t: variance_argmax_fusion(p, return_index=True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,12 @@ SHARD = 100
 
 def encode_stack(ae: TinyAutoEncoder, planes: np.ndarray, truth: np.ndarray,
                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Z, H, W, 3) planes, (H, W, 3) truth in [0, 1] -> float16 latents (Z, C, h, w), (C, h, w)."""
+    """(Z, H, W, 3) planes, (H, W, 3) truth in [0, 1] -> float16 latents (Z, C, h, w), (C, h, w)
+    on the CPU, encoded on the encoder's device."""
     x = torch.from_numpy(np.concatenate([planes, truth[None]])).permute(0, 3, 1, 2)
+    device = next(ae.parameters()).device
     with torch.inference_mode():
-        z = ae.encode(x.to(dtype)).to(torch.float16)
+        z = ae.encode(x.to(device, dtype)).to("cpu", torch.float16)
     return z[:-1].clone(), z[-1].clone()
 
 
@@ -35,18 +39,35 @@ def training_stack(family: str | None, seed: int, size: int, noisy_share: float 
     return make_family_stack(family, seed, size=size, noise=bool(noisy))
 
 
+def _stack_arrays(args: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """`training_stack`'s planes and truth, for a worker process."""
+    st = training_stack(*args)
+    return st.planes, st.ground_truth
+
+
+def _quiet_worker() -> None:
+    torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
+
+
 def build_cache(ae: TinyAutoEncoder, out: Path, first_seed: int, n_stacks: int, size: int,
                 dtype: torch.dtype = torch.float32, log=print, family: str | None = None,
-                noisy_share: float = 0.5) -> list[Path]:
+                noisy_share: float = 0.5, workers: int = 1) -> list[Path]:
     """Generate and encode stacks ``first_seed .. first_seed + n_stacks`` (of `family`, see
-    `training_stack`); skip finished shards."""
+    `training_stack`); skip finished shards. With ``workers`` > 1 the stacks are generated in
+    that many processes (the encoder stays in this one, on its device); the cache is the same
+    either way."""
     enc = ae.to(dtype)
+    pool = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_quiet_worker)
 
     def prepare(seeds: list[int]) -> dict:
+        args = [(family, seed, size, noisy_share) for seed in seeds]
+        stacks = pool.map(_stack_arrays, args) if pool else map(_stack_arrays, args)
         planes, truths = [], []
-        for seed in seeds:
-            st = training_stack(family, seed, size, noisy_share)
-            p, t = encode_stack(enc, st.planes, st.ground_truth, dtype)
+        for stack, truth in stacks:
+            p, t = encode_stack(enc, stack, truth, dtype)
             planes.append(p)
             truths.append(t)
         return {"planes": planes, "truth": torch.stack(truths)}
@@ -57,6 +78,8 @@ def build_cache(ae: TinyAutoEncoder, out: Path, first_seed: int, n_stacks: int, 
                             prepare, log)
     finally:
         ae.float()
+        if pool is not None:
+            pool.shutdown()
 
 
 class LatentStacks:

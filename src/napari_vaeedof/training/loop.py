@@ -103,7 +103,8 @@ def train_loop(train: dict, model: torch.nn.Module,
     from ``out/checkpoint.pt`` when ``resume`` and it exists; otherwise ``init`` (a warm start:
     a previous run's weights) seeds both the training and the EMA weights. ``out/loss.csv``
     gets the mean of every term over each ``log_every`` steps; ``log`` a line every
-    ``report_every``.
+    ``report_every``. With ``train["max_seconds"]`` it stops (checkpoint and export first) once
+    that much time has gone, wherever the schedule is; a later run resumes there.
     """
     out = Path(train["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,8 @@ def train_loop(train: dict, model: torch.nn.Module,
         ema.update(model, step)
         step += 1
         running.append({k: float(v.detach()) for k, v in terms.items()})
-        if step % log_every == 0 or step == train["steps"]:
+        out_of_time = time.perf_counter() - t0 > train.get("max_seconds", math.inf)
+        if step % log_every == 0 or step == train["steps"] or out_of_time:
             names = ["loss", *(k for k in running[0] if k != "loss")]
             mean = {k: float(np.mean([r[k] for r in running])) for k in names}
             running.clear()
@@ -152,6 +154,9 @@ def train_loop(train: dict, model: torch.nn.Module,
                 detail = ", ".join(f"{k} {mean[k]:.4f}" for k in names[1:])
                 log(f"step {step}: loss {mean['loss']:.4f}" + (f" ({detail})" if detail else "")
                     + f" lr {lr:.1e} ({elapsed:.0f} s)")
-        if step % train["checkpoint_every"] == 0 or step == train["steps"]:
+        if step % train["checkpoint_every"] == 0 or step == train["steps"] or out_of_time:
             save_checkpoint(ckpt, model, ema, opt, step)
             export(ema.model, step)
+        if out_of_time:  # a time budget (one device call): stop here, resumable
+            log(f"stopped at step {step} after train.max_seconds = {train['max_seconds']} s")
+            break

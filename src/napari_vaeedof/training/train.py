@@ -41,17 +41,21 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
     out = start_run(cfg)
     device = torch.device(t.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
 
-    ae = load_taef2(weight_path("taef2_encoder"), weight_path("taef2_decoder"))
+    if device.type == "cuda":  # TF32 matrix products: the speed of the tensor cores for fp32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    # the encoder prepares the data on the training device, its decoder scores the pixel term
+    ae = load_taef2(weight_path("taef2_encoder"), weight_path("taef2_decoder")).to(device)
     enc_dtype = getattr(torch, d.get("encode_dtype", "float32"))
     families = d.get("families")
     if families:  # one cache per physics family, n_stacks of each
         paths = [p for fam in families
                  for p in build_cache(ae, Path(d["cache"]), d["first_seed"], d["n_stacks"],
                                       d["size"], enc_dtype, log=log, family=fam,
-                                      noisy_share=d.get("noisy_share", 0.5))]
+                                      noisy_share=d.get("noisy_share", 0.5),
+                                      workers=d.get("workers", 1))]
     else:
         paths = build_cache(ae, Path(d["cache"]), d["first_seed"], d["n_stacks"], d["size"],
-                            enc_dtype, log=log)
+                            enc_dtype, log=log, workers=d.get("workers", 1))
     data = LatentStacks(paths)
     log(f"{len(data)} cached stacks")
 
@@ -63,7 +67,6 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
         init_path = fusion_unet_path() if t["init"] == "shipped" else Path(t["init"])
         init = load_unet(init_path, device=device)
 
-    ae = ae.to(device)  # its decoder scores the pixel term
     pixel_weight, pixel_crop = float(t.get("pixel_weight", 0.0)), int(t.get("pixel_crop", 8))
     if pixel_weight > 0 and not 1 <= pixel_crop <= t["crop"]:
         raise ValueError(f"train.pixel_crop must be 1 to train.crop ({t['crop']}) latent cells, "
