@@ -56,3 +56,20 @@ def test_fill_target_blend_asks_for_the_fill_where_the_decoded_fusion_is_closer(
     assert float(wrong) == pytest.approx(float(want_none), rel=1e-5)
     with pytest.raises(ValueError, match="fill_target"):
         example_losses(model, {**ex, "decoded": truth}, 0.8, "nope")
+
+
+def test_workers_prepare_the_same_family_stacks(tmp_path, weights_dir):
+    """Stacks generated in worker processes (a device call's cores) are prepared into the
+    cache a single process writes."""
+    from napari_vaeedof.training.pixel_data import build_pixel_cache
+
+    models = load_models("cpu", "float32")
+    shards = [build_pixel_cache(models, tmp_path / name, 7, 2, 64, family="fluorescence",
+                                workers=workers, log=lambda _: None)[0]
+              for name, workers in (("one", 1), ("two", 2))]
+    one, two = (torch.load(p, weights_only=True)["stacks"] for p in shards)
+    assert len(one) == len(two) == 2
+    for a, b in zip(one, two, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ from ..data.families import make_family_stack
 from ..data.synth import make_stack
 from ..engine.fusion import pad_group
 from ..models.tiny_ae import TinyAutoEncoder
-from .loop import cache_shards
+from .loop import cache_shards, worker_pool
 
 SHARD = 100
 
@@ -45,10 +43,6 @@ def _stack_arrays(args: tuple) -> tuple[np.ndarray, np.ndarray]:
     return st.planes, st.ground_truth
 
 
-def _quiet_worker() -> None:
-    torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
-
-
 def build_cache(ae: TinyAutoEncoder, out: Path, first_seed: int, n_stacks: int, size: int,
                 dtype: torch.dtype = torch.float32, log=print, family: str | None = None,
                 noisy_share: float = 0.5, workers: int = 1) -> list[Path]:
@@ -57,10 +51,7 @@ def build_cache(ae: TinyAutoEncoder, out: Path, first_seed: int, n_stacks: int, 
     that many processes (the encoder stays in this one, on its device); the cache is the same
     either way."""
     enc = ae.to(dtype)
-    pool = None
-    if workers > 1:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_quiet_worker)
+    pool = worker_pool(workers)
 
     def prepare(seeds: list[int]) -> dict:
         args = [(family, seed, size, noisy_share) for seed in seeds]

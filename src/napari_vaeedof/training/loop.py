@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,19 @@ def cache_shards(out: Path, prefix: str, suffix: str, first_seed: int, n_stacks:
         tmp.replace(path)
         log(f"cached {path.name}: {len(seeds)} stacks in {time.perf_counter() - t0:.1f} s")
     return paths
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Processes that generate training stacks (``workers`` > 1; None: generate in this
+    process). Spawned, not forked: the parent may hold a CUDA context."""
+    if workers <= 1:
+        return None
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_one_thread)
 
 
 def start_run(cfg: dict) -> Path:

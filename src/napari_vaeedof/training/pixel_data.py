@@ -12,7 +12,7 @@ import torch
 from ..data.families import make_family_stack
 from ..data.synth import add_sensor_noise, make_stack
 from ..engine.fusion import Models, fuse_latents
-from .loop import cache_shards
+from .loop import cache_shards, worker_pool
 
 SHARD = 50
 #: A plane "holds" a pixel when it is within this of the ground truth (max over colour), as in
@@ -60,29 +60,50 @@ def prepare_family_stack(models: Models, family: str, seed: int, size: int,
     (a head of kind "bands" does not read them): 2 to ``max_planes`` planes (log-uniform),
     sensor noise on a ``noisy_share`` of the seeds, good masks from the same scene rendered
     noise-free."""
+    return _prepared(models, *family_arrays(family, seed, size, noisy_share, max_planes),
+                     latents=False)
+
+
+def family_arrays(family: str, seed: int, size: int, noisy_share: float = 0.5,
+                  max_planes: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The generated part of `prepare_family_stack` (no networks; a worker process can run
+    it): the input planes, the same planes noise-free, the truth."""
     rng = np.random.default_rng([seed, 11])
     n = round(float(np.exp(rng.uniform(np.log(2), np.log(max_planes)))))
     noisy = bool(rng.random() < noisy_share)
     st = make_family_stack(family, seed, size=size, n_planes=n, noise=noisy)
     clean = st if not noisy else make_family_stack(family, seed, size=size, n_planes=n,
                                                    noise=False)
-    return _prepared(models, st.planes, clean.planes, st.ground_truth, latents=False)
+    return st.planes, clean.planes, st.ground_truth
+
+
+def _family_arrays(args: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return family_arrays(*args)
 
 
 def build_pixel_cache(models: Models, out: Path, first_seed: int, n_stacks: int, size: int,
                       log=print, family: str | None = None, noisy_share: float = 0.5,
-                      max_planes: int = 12) -> list[Path]:
+                      max_planes: int = 12, workers: int = 1) -> list[Path]:
     """Prepare stacks ``first_seed .. first_seed + n_stacks`` in shards (of `family` with
-    `prepare_family_stack` when given, else `prepare_stack`); skip finished shards."""
+    `prepare_family_stack` when given, else `prepare_stack`); skip finished shards. With
+    ``workers`` > 1 a family's stacks are generated in that many processes (the networks stay
+    in this one, on their device); the cache is the same either way."""
     if family is None:
-        def prepare(seed):
-            return prepare_stack(models, seed, size)
+        def shard(seeds):
+            return {"stacks": [prepare_stack(models, s, size) for s in seeds]}
     else:
-        def prepare(seed):
-            return prepare_family_stack(models, family, seed, size, noisy_share, max_planes)
+        def shard(seeds):
+            args = [(family, s, size, noisy_share, max_planes) for s in seeds]
+            arrays = pool.map(_family_arrays, args) if pool else map(_family_arrays, args)
+            return {"stacks": [_prepared(models, *a, latents=False) for a in arrays]}
     tag = "" if family is None else f"{family}_"
-    return cache_shards(out, f"pixels_{tag}", f"_{size}", first_seed, n_stacks, SHARD,
-                        lambda seeds: {"stacks": [prepare(s) for s in seeds]}, log)
+    pool = worker_pool(workers) if family is not None else None
+    try:
+        return cache_shards(out, f"pixels_{tag}", f"_{size}", first_seed, n_stacks, SHARD,
+                            shard, log)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 class PixelStacks:

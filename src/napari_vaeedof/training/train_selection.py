@@ -81,17 +81,23 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
     t, d, m = cfg["train"], cfg["data"], cfg["model"]
     out = start_run(cfg)
 
-    models = load_models("cpu", "float32")
+    device = torch.device(t.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":  # TF32 matrix products: the speed of the tensor cores for fp32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    # the U-Net whose decoded fusion the fill stands in for: data.unet, default the packaged one
+    models = load_models(str(device), "float32", d.get("unet"))
     families = d.get("families") or [None]  # one cache per physics family, n_stacks of each
     paths = [p for fam in families
              for p in build_pixel_cache(models, Path(d["cache"]), d["first_seed"], d["n_stacks"],
                                         d["size"], log=log, family=fam,
                                         noisy_share=d.get("noisy_share", 0.5),
-                                        max_planes=d.get("max_planes", 12))]
+                                        max_planes=d.get("max_planes", 12),
+                                        workers=d.get("workers", 1))]
     data = PixelStacks(paths)
     log(f"{len(data)} prepared stacks")
 
-    model = SelectionNet(SelectionConfig(width=m["width"], inputs=m.get("inputs", "latents")))
+    model = SelectionNet(SelectionConfig(width=m["width"], inputs=m.get("inputs", "latents"))
+                         ).to(device)
     weights = {k: float(t[f"loss_{k}"]) for k in ("pixel", "select", "fill")}
     init = None
     if t.get("init"):
@@ -101,8 +107,9 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
                                                 else Path(t["init"])), log)
 
     def losses(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        terms = [example_losses(model, data.sample(rng, t["crop"]), t.get("fill_margin", 1.0),
-                                t.get("fill_target", "planes"))
+        terms = [example_losses(model, {k: v.to(device) for k, v in
+                                        data.sample(rng, t["crop"]).items()},
+                                t.get("fill_margin", 1.0), t.get("fill_target", "planes"))
                  for _ in range(t["batch"])]
         parts = {k: torch.stack([x[k] for x in terms]).mean() for k in weights}
         return {"loss": sum(weights[k] * parts[k] for k in weights), **parts}
