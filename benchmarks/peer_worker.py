@@ -182,6 +182,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def peak_gpu_mib(device: str) -> float | None:
+    """Peak GPU memory torch allocated in this process (MiB) on a CUDA ``device``, else None
+    (a method that does not use torch on the GPU does not import it)."""
+    torch = sys.modules.get("torch")
+    if not device.startswith("cuda") or torch is None or not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
 def _set_threads(threads: int) -> None:
     """Limit torch's threads when asked (0: leave every library its default, all cores); torch
     is not imported for methods that do not use it, so it does not weigh on their peak RSS."""
@@ -220,7 +229,7 @@ def run_job(job: dict) -> dict:
         items.append({"stack": item["stack"], "seconds": seconds})
     return {"method": method, "device": device, "items": items,
             "total_seconds": time.perf_counter() - t0,
-            "max_rss_mib": peak_rss_mib()}
+            "max_rss_mib": peak_rss_mib(), "max_gpu_mib": peak_gpu_mib(device)}
 
 
 def main(argv: list[str] | None = None) -> int:

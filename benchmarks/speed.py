@@ -3,8 +3,8 @@
 - Planes sweep: synthetic RGB stacks of ``--plane-size`` (512) px with 2, 3, 5, 7, 15, 30 planes
   (``make_stack``; timing does not depend on the content much).
 - Size sweep: ``--size-planes`` (3) planes of the real algae_group stack (planes 0, 2, 4 of 5,
-  5440x3648 = 19.8 MPx) cropped at the centre to 512x512, 1024x1024 (1 MPx), 3840x2160 (4K),
-  and the full frame (20 MPx).
+  5440x3648 = 19.8 MPx; more than 5: its planes repeat in order) cropped at the centre to
+  512x512, 1024x1024 (1 MPx), 3840x2160 (4K), and the full frame (20 MPx).
 
 Each (method, input) pair runs in a fresh `peer_worker.py` process (peers in the peers venv):
 an untimed warm-up on a 128 px crop (loads models), then the wall time of the fusion call,
@@ -64,8 +64,10 @@ def size_inputs(names, n_planes: int, stacks_dir: Path, work: Path) -> list[dict
     from real_stacks import load_stack
 
     full, _, _ = load_stack(stacks_dir / "algae_group")
+    # more planes than the stack has (7 of its 5): they repeat, in order (time does not depend
+    # on the content much; where the fill fires it does, and repeats do not add any)
     pick = list(ALGAE_PLANES[:n_planes]) if n_planes <= len(ALGAE_PLANES) else \
-        list(range(min(n_planes, len(full))))
+        [k % len(full) for k in range(n_planes)]
     full = full[pick]
     if full.ndim == 3:
         full = np.repeat(full[..., None], 3, -1)
@@ -137,7 +139,7 @@ def run_sweep(inputs: list[dict], methods: list[Method], status: dict[str, str],
             rows.append({**row, "status": "ok", "seconds": t, "repeats": len(secs),
                          "seconds_min": min(secs), "seconds_max": max(secs),
                          "mpx_planes_per_s": mpx_planes / t, "max_rss_mib": res["max_rss_mib"],
-                         "note": m.note})
+                         "max_gpu_mib": res.get("max_gpu_mib") or "", "note": m.note})
             log(f"{inp['name']:>9} {m.key:<24} {t:9.3f} s  x{len(secs)}  "
                 f"{mpx_planes / t:8.3f} MPx-planes/s  {res['max_rss_mib']:7.0f} MiB  "
                 f"load {row['load1']}->{row['load1_after']}")
@@ -147,8 +149,8 @@ def run_sweep(inputs: list[dict], methods: list[Method], status: dict[str, str],
 COLUMNS = [("label", "method"), ("input", "input"), ("planes", "planes"), ("mpx", "MPx"),
            ("seconds", "wall s (median)"), ("repeats", "runs"),
            ("mpx_planes_per_s", "MPx-planes/s"), ("max_rss_mib", "peak RSS MiB"),
-           ("load1", "load before"), ("load1_after", "load after"), ("status", "status"),
-           ("note", "note")]
+           ("max_gpu_mib", "peak GPU MiB"), ("load1", "load before"),
+           ("load1_after", "load after"), ("status", "status"), ("note", "note")]
 
 
 def pivot(rows: list[dict], value: str) -> str:
@@ -179,6 +181,8 @@ def sweep_markdown(rows: list[dict], title: str) -> str:
     parts = [title, "", "Wall seconds (median of the runs):", "", pivot(rows, "seconds"),
              "MPx-planes per second (higher is faster):", "", pivot(rows, "mpx_planes_per_s"),
              "Peak RSS of the process, MiB:", "", pivot(rows, "max_rss_mib")]
+    if any(r.get("max_gpu_mib") not in (None, "") for r in ok):
+        parts += ["Peak GPU memory torch allocated, MiB:", "", pivot(rows, "max_gpu_mib")]
     if skipped:
         parts += ["Skipped or failed:", ""]
         parts += [f"- {r['label']}, {r['input']}: {r['status']} ({r['note']})" for r in skipped]
