@@ -6,8 +6,8 @@
 # wall seconds, MPx-planes/s, peak RSS and peak GPU memory.
 #
 # Here, once per session (after scripts/gpu_train.sh --prepare, whose wheels and TAEF2 it
-# shares; it adds the openfocus wheel with StackMFF's weights, dtcwt built as a wheel here,
-# and the algae_group planes: about 35 MB in .carry/ with the rest):
+# shares; it adds openfocus with StackMFF V3's weights, dtcwt, and the algae_group planes:
+# about 10 MB in .carry/ with the rest; tree and carry must stay under 64 MiB):
 #     scripts/gpu_bench.sh --prepare
 # Then the device tool's `run` with carry [".carry"] and the command
 #     bash scripts/gpu_bench.sh
@@ -20,10 +20,13 @@ cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--prepare" ]]; then
     stacks="${STACKS:-../shared/data/stacks}"
-    mkdir -p .carry/peers .carry/stacks
-    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-        --implementation cp --platform manylinux2014_x86_64 -d .carry/peers openfocus==1.72.0
-    python -m pip wheel -q --no-deps -w .carry/peers dtcwt==0.14.0  # sdist only: built here
+    rm -rf .carry/peers && mkdir -p .carry/peers .carry/stacks
+    # pure Python: installed here into a folder the device imports from; StackMFF V1's and
+    # V2's weights (24 MB, unused) are dropped so that the tree and .carry stay under the
+    # device's 64 MiB
+    python -m pip install -q --no-deps --no-compile --target .carry/peers \
+        openfocus==1.72.0 dtcwt==0.14.0
+    rm -f .carry/peers/weights/stackmff_final.pth .carry/peers/weights/stackmff_v2_final.pth
     cp -r "$stacks/algae_group" .carry/stacks/
     du -sh .carry
     exit 0
@@ -34,8 +37,6 @@ DEVICE="${DEVICE:-cuda}"
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .carry/whl/*.whl
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/peers .carry/peers/*.whl
 # the harness runs peers with "the peers venv's python": here the same python3 (a wrapper,
 # not a link: a link would lose that python's own venv), seeing the peers through PYTHONPATH
 mkdir -p /tmp/peers-venv/bin
@@ -43,7 +44,7 @@ rm -f /tmp/peers-venv/bin/python  # never write through an earlier link
 printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/peers-venv/bin/python
 chmod +x /tmp/peers-venv/bin/python
 export VAEEDOF_PEERS_VENV=/tmp/peers-venv PYTHONUNBUFFERED=1
-export PYTHONPATH="/tmp/site:/tmp/peers:$PWD/src" VAEEDOF_WEIGHTS_DIR="$PWD/.carry/models"
+export PYTHONPATH="/tmp/site:$PWD/.carry/peers:$PWD/src" VAEEDOF_WEIGHTS_DIR="$PWD/.carry/models"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null || true
 # shellcheck disable=SC2086  # the lists are meant to split
 python3 benchmarks/speed.py --device "$DEVICE" --planes ${PLANES:-2 7 15 30 60} \
