@@ -14,13 +14,10 @@ import itertools
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from napari_vaeedof.engine import compose
-from napari_vaeedof.evaluation.metrics import psnr, ssim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_noise_bands import load_records, recompose
+from tune_noise_bands import load_records, recompose, score
 
 
 def main(argv=None) -> int:
@@ -43,13 +40,7 @@ def main(argv=None) -> int:
                 outs = [recompose(r, weights=compose.selection_weights(r["args"][0],
                                                                         r["args"][2]))
                         for r in rs]
-                hard = sum(float(((o - r["truth"]) ** 2).mean(-1)[r["mask"]].sum())
-                           for o, r in zip(outs, rs, strict=True))
-                hard /= max(sum(int(r["mask"].sum()) for r in rs), 1)
-                pairs = list(zip(outs, rs, strict=True))
-                cells.append(f"{np.mean([psnr(o, r['truth']) for o, r in pairs]):.2f}"
-                             f" / {np.mean([ssim(o, r['truth']) for o, r in pairs]):.3f}"
-                             f" / {10 * np.log10(1 / max(hard, 1e-12)):.2f}")
+                cells.append(score(outs, rs))
             print(f"| {radius} | {eps:g} | " + " | ".join(cells) + " |", flush=True)
     finally:
         compose.guided_filter.__defaults__ = saved

@@ -97,6 +97,17 @@ def recompose(rec: dict, sharpen: float = compose.BAND_SHARPEN,
     return np.clip(np.asarray(rec["image"], np.float64) + delta * scale, 0, 1).astype(np.float32)
 
 
+def score(outs: list[np.ndarray], recs: list[dict]) -> str:
+    """A table cell for ``outs``, the images of records ``recs``: mean PSNR / mean SSIM /
+    pooled hard-pixel PSNR against the noise-free truth."""
+    pairs = list(zip(outs, recs, strict=True))
+    hard = sum(float(((o - r["truth"]) ** 2).mean(-1)[r["mask"]].sum()) for o, r in pairs)
+    hard /= max(sum(int(r["mask"].sum()) for r in recs), 1)
+    return (f"{np.mean([psnr(o, r['truth']) for o, r in pairs]):.2f}"
+            f" / {np.mean([ssim(o, r['truth']) for o, r in pairs]):.3f}"
+            f" / {10 * np.log10(1 / max(hard, 1e-12)):.2f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--first", type=int, default=3_300_000)
@@ -125,13 +136,7 @@ def main(argv=None) -> int:
             for group in groups:
                 rs = [r for r in recs if (r["family"], r["split"]) == group]
                 outs = [recompose(r, sharpen, levels) for r in rs]
-                hard = sum(float(((o - r["truth"]) ** 2).mean(-1)[r["mask"]].sum())
-                           for o, r in zip(outs, rs, strict=True))
-                hard /= max(sum(int(r["mask"].sum()) for r in rs), 1)
-                pairs = list(zip(outs, rs, strict=True))
-                cells.append(f"{np.mean([psnr(o, r['truth']) for o, r in pairs]):.2f}"
-                             f" / {np.mean([ssim(o, r['truth']) for o, r in pairs]):.3f}"
-                             f" / {10 * np.log10(1 / max(hard, 1e-12)):.2f}")
+                cells.append(score(outs, rs))
             print(f"| {levels} | {sharpen:g} | {floor:g} | {smooth:g} | {average:g} | {prior:g} | "
                   + " | ".join(cells) + " |",
                   flush=True)

@@ -51,7 +51,6 @@ def build_cache(ae: TinyAutoEncoder, out: Path, first_seed: int, n_stacks: int, 
     that many processes (the encoder stays in this one, on its device); the cache is the same
     either way."""
     enc = ae.to(dtype)
-    pool = worker_pool(workers)
 
     def prepare(seeds: list[int]) -> dict:
         args = [(family, seed, size, noisy_share) for seed in seeds]
@@ -65,12 +64,11 @@ def build_cache(ae: TinyAutoEncoder, out: Path, first_seed: int, n_stacks: int, 
 
     tag = "" if family is None else f"{family}_"
     try:
-        return cache_shards(out, f"shard_{tag}", f"_{size}", first_seed, n_stacks, SHARD,
-                            prepare, log)
+        with worker_pool(workers) as pool:
+            return cache_shards(out, f"shard_{tag}", f"_{size}", first_seed, n_stacks, SHARD,
+                                prepare, log)
     finally:
         ae.float()
-        if pool is not None:
-            pool.shutdown()
 
 
 class LatentStacks:

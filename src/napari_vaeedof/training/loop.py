@@ -4,12 +4,13 @@ checkpoints, a loss log)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -40,17 +41,29 @@ def cache_shards(out: Path, prefix: str, suffix: str, first_seed: int, n_stacks:
     return paths
 
 
+def training_device(train: dict) -> torch.device:
+    """The ``[train]`` recipe's device (default: CUDA where there is one); on CUDA, fp32
+    matrix products in TF32, the speed of the tensor cores."""
+    device = torch.device(train.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
 
 
-def worker_pool(workers: int) -> ProcessPoolExecutor | None:
-    """Processes that generate training stacks (``workers`` > 1; None: generate in this
-    process). Spawned, not forked: the parent may hold a CUDA context."""
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Processes that generate training stacks while the block runs (``workers`` > 1; None:
+    generate in this process). Spawned, not forked: the parent may hold a CUDA context."""
     if workers <= 1:
-        return None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_one_thread)
+        yield None
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_one_thread) as pool:
+        yield pool
 
 
 def start_run(cfg: dict) -> Path:

@@ -97,13 +97,9 @@ def build_pixel_cache(models: Models, out: Path, first_seed: int, n_stacks: int,
             arrays = pool.map(_family_arrays, args) if pool else map(_family_arrays, args)
             return {"stacks": [_prepared(models, *a, latents=False) for a in arrays]}
     tag = "" if family is None else f"{family}_"
-    pool = worker_pool(workers) if family is not None else None
-    try:
+    with worker_pool(workers if family is not None else 1) as pool:
         return cache_shards(out, f"pixels_{tag}", f"_{size}", first_seed, n_stacks, SHARD,
                             shard, log)
-    finally:
-        if pool is not None:
-            pool.shutdown()
 
 
 class PixelStacks:

@@ -14,7 +14,7 @@ from ..models.fusion_unet import FusionUNet, UNetConfig, load_unet, save_unet
 from ..models.tiny_ae import load_taef2
 from ..models.weights import fusion_unet_path, weight_path
 from .dataset import LatentStacks, build_cache
-from .loop import start_run, train_loop
+from .loop import start_run, train_loop, training_device
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
@@ -39,10 +39,8 @@ def train(cfg: dict, *, resume: bool = True, log=print) -> Path:
     """Run the recipe; returns the path of the exported EMA weights (safetensors)."""
     t, d, m = cfg["train"], cfg["data"], cfg["model"]
     out = start_run(cfg)
-    device = torch.device(t.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+    device = training_device(t)
 
-    if device.type == "cuda":  # TF32 matrix products: the speed of the tensor cores for fp32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     # the encoder prepares the data on the training device, its decoder scores the pixel term
     ae = load_taef2(weight_path("taef2_encoder"), weight_path("taef2_decoder")).to(device)
     enc_dtype = getattr(torch, d.get("encode_dtype", "float32"))

@@ -22,7 +22,7 @@ from ..engine.fusion import head_inputs
 from ..engine.runtime import load_models
 from ..models.selection_net import SelectionConfig, SelectionNet, load_selection, save_selection
 from ..models.weights import selection_net_path
-from .loop import start_run, train_loop
+from .loop import start_run, train_loop, training_device
 from .pixel_data import PixelStacks, build_pixel_cache
 
 
@@ -81,9 +81,7 @@ def train_selection(cfg: dict, *, resume: bool = True, log=print) -> Path:
     t, d, m = cfg["train"], cfg["data"], cfg["model"]
     out = start_run(cfg)
 
-    device = torch.device(t.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":  # TF32 matrix products: the speed of the tensor cores for fp32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    device = training_device(t)
     # the U-Net whose decoded fusion the fill stands in for: data.unet, default the packaged one
     models = load_models(str(device), "float32", d.get("unet"))
     families = d.get("families") or [None]  # one cache per physics family, n_stacks of each
